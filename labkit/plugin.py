@@ -1,0 +1,261 @@
+"""The pytest plugin every lab's tests run under (registered by the root conftest.py).
+
+- `--impl=solution|lab` picks the file the `impl` fixture loads (by path, never by module name).
+- `@pytest.mark.task("name")` ties a test to a task of its lab (a `# BEGIN SOLUTION [name]` region); the terminal
+  summary prints a per-task table, and `--labkit-json` writes the same results for `labkit progress`.
+- `@pytest.mark.gpu` tests are skipped, with the reason shown, when CUDA is absent.
+- Every test starts from seed 0; Hugging Face runs offline; sockets to anything but loopback are refused.
+- `--inverted` runs the graded tests against the untouched scaffold and passes each one only if it fails with
+  the TODO's NotImplementedError (a graded test that passes on an empty scaffold checks nothing).
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from labkit import device as devices
+from labkit.labs import ROOT, lab_of_test, load_impl
+from labkit.offline import set_offline_env
+from labkit.scaffold import tasks_in
+from labkit.script import TODO
+
+RESULTS_KEY = pytest.StashKey[dict]()
+LAB_KEY = pytest.StashKey[Path | None]()
+SATISFIED_KEY = pytest.StashKey[bool]()  # inverted mode: a fixture already failed with the TODO
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("labkit")
+    group.addoption("--impl", choices=("solution", "lab"), default="solution",
+                    help="which implementation the tests load: the reference solution.py or the learner's lab.py")
+    group.addoption("--inverted", action="store_true",
+                    help="graded tests must fail on the untouched lab.py with the TODO's NotImplementedError")
+    group.addoption("--labkit-json", metavar="PATH", help="write per-test task results as JSON")
+    group.addoption("--allow-network", action="store_true", help="do not refuse outbound connections")
+
+
+def pytest_configure(config):
+    set_offline_env()
+    config.addinivalue_line("markers", "task(name): the lab task this test grades")
+    config.addinivalue_line("markers", "gpu: needs CUDA; skipped when no GPU is visible")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds on 2 CPU cores")
+    if config.getoption("--inverted") and config.getoption("--impl") != "lab":
+        raise pytest.UsageError("--inverted checks the scaffolds: run it with --impl=lab")
+    if not config.getoption("--allow-network"):
+        _refuse_outbound_connections()
+    config.stash[RESULTS_KEY] = {}
+
+
+# ---------------------------------------------------------------- network guard
+
+def _is_loopback(host) -> bool:
+    if host in (None, "", "localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class NetworkRefused(ConnectionRefusedError):
+    pass
+
+
+def _refuse_outbound_connections() -> None:
+    if getattr(socket.socket, "_labkit_guarded", False):
+        return
+    real_connect, real_connect_ex, real_getaddrinfo = socket.socket.connect, socket.socket.connect_ex, \
+        socket.getaddrinfo
+
+    def refuse(address) -> None:
+        raise NetworkRefused(f"labkit: tests are offline by construction; refused a connection to {address!r} "
+                             "(only loopback is allowed)")
+
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
+            refuse(address)
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
+            refuse(address)
+        return real_connect_ex(self, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not _is_loopback(host if not isinstance(host, bytes) else host.decode()):
+            refuse(host)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo
+    socket.socket._labkit_guarded = True
+
+
+# ---------------------------------------------------------------- collection
+
+def _task_of(item) -> str | None:
+    marker = item.get_closest_marker("task")
+    return marker.args[0] if marker and marker.args else None
+
+
+def pytest_collection_modifyitems(config, items):
+    known: dict[Path, list[str]] = {}
+    inverted = config.getoption("--inverted")
+    keep, dropped = [], []
+    cuda = devices.has_cuda()
+    for item in items:
+        lab = lab_of_test(item.path)
+        item.stash[LAB_KEY] = lab
+        task = _task_of(item)
+        if task is not None:
+            if lab is None:
+                raise pytest.UsageError(f"{item.nodeid}: a task marker outside a lab's tests folder")
+            if lab not in known:
+                known[lab] = tasks_in(ROOT / lab / "solution.py")
+            if task not in known[lab]:
+                raise pytest.UsageError(f"{item.nodeid}: task '{task}' is not a task of {lab} "
+                                        f"(its tasks: {', '.join(known[lab])})")
+        if item.get_closest_marker("gpu") and not cuda:
+            item.add_marker(pytest.mark.skip(reason="needs CUDA: no GPU visible here (runs on the GPU CI runner)"))
+        if inverted and task is None:
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def impl(request):
+    """The lab's implementation module: solution.py by default, lab.py with --impl=lab."""
+    lab = lab_of_test(request.path)
+    if lab is None:
+        pytest.fail(f"{request.path} is not under tests/<lab folder>/, so there is no implementation to load")
+    return load_impl(lab, request.config.getoption("--impl"))
+
+
+@pytest.fixture(scope="session")
+def device():
+    """torch.device picked by labkit.pick_device (CUDA when present; LABKIT_DEVICE overrides)."""
+    return devices.pick_device()
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    devices.seed_everything(0)
+    yield
+
+
+# ---------------------------------------------------------------- reporting
+
+def _todo_in(excinfo) -> str | None:
+    """The task name when the failure is a scaffold's TODO, else None."""
+    if excinfo is None or not isinstance(excinfo.value, NotImplementedError):
+        return None
+    found = TODO.match(str(excinfo.value))
+    return found["task"] if found else None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    task = _task_of(item)
+    if task is None or report.when == "teardown" and report.passed:
+        return
+    todo = _todo_in(call.excinfo)
+    if item.config.getoption("--inverted") and not report.skipped:
+        _invert(item, report, todo)
+    results = item.config.stash[RESULTS_KEY]
+    entry = results.setdefault(item.nodeid, {"lab": str(item.stash.get(LAB_KEY, None)), "task": task,
+                                             "outcome": "passed", "todo": None, "message": ""})
+    if report.skipped:
+        entry["outcome"] = "skipped"
+        entry["message"] = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
+    elif report.failed:
+        entry["outcome"] = "todo" if todo and not item.config.getoption("--inverted") else "failed"
+        entry["todo"] = todo
+        entry["message"] = _short_message(call.excinfo, report)
+
+
+def _short_message(excinfo, report) -> str:
+    if excinfo is not None:
+        text = str(excinfo.value).strip().splitlines()
+        return f"{excinfo.typename}: {text[0] if text else ''}"[:300]
+    return str(report.longrepr).strip().splitlines()[-1][:300] if report.longrepr else ""
+
+
+def _invert(item, report, todo: str | None) -> None:
+    if report.when not in ("setup", "call"):
+        return
+    if report.failed and todo:
+        report.outcome = "passed"
+        report.longrepr = None
+        if report.when == "setup":
+            item.stash[SATISFIED_KEY] = True
+            item.runtest = lambda: None  # the fixture already hit the TODO: nothing left to run
+    elif report.failed:
+        report.longrepr = (f"inverted check: {item.nodeid} failed on the untouched scaffold, but not with a "
+                           f"TODO's NotImplementedError:\n{report.longrepr}")
+    elif report.when == "call" and report.passed and not item.stash.get(SATISFIED_KEY, False):
+        report.outcome = "failed"
+        report.longrepr = (f"inverted check: graded test {item.nodeid} PASSED on the untouched scaffold. It checks "
+                           "nothing the learner writes, or the scaffold leaks the answer.")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    results = config.stash.get(RESULTS_KEY, {})
+    if config.getoption("--labkit-json"):
+        Path(config.getoption("--labkit-json")).write_text(json.dumps(results, indent=1))
+    if not results or config.getoption("--inverted"):
+        return
+    for line in task_table(results, config.getoption("--impl")):
+        terminalreporter.write_line(line)
+
+
+def summarize(results: dict) -> dict[str, dict[str, dict]]:
+    """lab -> task -> {status, passed, total, detail}, tasks in solution order."""
+    by_lab: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for entry in results.values():
+        by_lab[entry["lab"]][entry["task"]].append(entry)
+    summary = {}
+    for lab, tasks in by_lab.items():
+        order = tasks_in(ROOT / lab / "solution.py")
+        summary[lab] = {}
+        for task in sorted(tasks, key=lambda t: order.index(t) if t in order else len(order)):
+            entries = tasks[task]
+            ran = [e for e in entries if e["outcome"] != "skipped"]
+            failed = [e for e in ran if e["outcome"] in ("failed", "todo")]
+            if not ran:
+                status, detail = "skip", entries[0]["message"]
+            elif any(e["outcome"] == "failed" for e in failed):
+                status, detail = "FAIL", next(e["message"] for e in failed if e["outcome"] == "failed")
+            elif failed:
+                waiting = sorted({e["todo"] for e in failed})
+                status, detail = "todo", "waiting on TODO " + ", ".join(f"[{t}]" for t in waiting)
+            else:
+                status, detail = "pass", ""
+            summary[lab][task] = {"status": status, "passed": len(ran) - len(failed), "total": len(ran),
+                                  "detail": detail}
+    return summary
+
+
+def task_table(results: dict, impl: str) -> list[str]:
+    lines = []
+    for lab, tasks in summarize(results).items():
+        done = sum(t["status"] == "pass" for t in tasks.values())
+        lines += ["", f"{lab}  ({impl}.py): {done}/{len(tasks)} tasks pass"]
+        width = max(len(t) for t in tasks) + 2
+        for task, info in tasks.items():
+            detail = f"  {info['detail']}" if info["detail"] else ""
+            lines.append(f"  {info['status']:<5} [{task}]".ljust(width + 10) +
+                         f"{info['passed']}/{info['total']} tests{detail}")
+    return lines
