@@ -171,7 +171,14 @@ def smollm2_path() -> Path:
     gguf = smollm2_gguf()
     print(f"labkit: converting {gguf.name} to a transformers checkpoint (once, about 20 s)…", flush=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained; its weights are already dequantized to float32, so copy them
+    # into a plain model of the same class and config (without the GGUF quantization entry).
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = type(quantized)(config)
+    model.load_state_dict(quantized.state_dict())
     staging = Path(tempfile.mkdtemp(dir=cache_dir(), prefix=".smollm2-"))
     try:
         model.save_pretrained(staging)
