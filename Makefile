@@ -13,7 +13,7 @@ help:
 	@echo "make setup             build .venv from requirements.lock (idempotent)"
 	@echo "make check-solutions   run every reference solution's checks (the main job)"
 	@echo "make test              everything CI runs: solutions, drift, inverted check, requirements, docs"
-	@echo "make check LAB=<lab>   grade your lab.py, task by task"
+	@echo "make check LAB=<lab>   grade your lab.py, task by task (V=1: show failures in full)"
 	@echo "make progress          your progress over the whole curriculum"
 	@echo "make run LAB=<lab>     run a lab's demo (IMPL=lab to run your own file)"
 	@echo "make scaffold          regenerate every lab.py from its solution.py"
@@ -45,7 +45,7 @@ test: setup
 	@$(LABKIT) test
 
 check: setup
-	@$(LABKIT) check $(LAB)
+	@$(LABKIT) check $(LAB) $(if $(V),--verbose,)
 
 progress: setup
 	@$(LABKIT) progress

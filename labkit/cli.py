@@ -76,7 +76,10 @@ def cmd_check(args) -> int:
     if not (ROOT / lab / "lab.py").exists():
         raise UserError(f"{lab}/lab.py is missing: run `make scaffold` to generate it")
     print(f"Grading {lab}/lab.py (the reference is solution.py; it is not used here)")
-    code = _pytest([str(tests_dir(lab).relative_to(ROOT)), "--impl=lab", "-q", "--tb=line", "-p", "no:warnings"])
+    detail = ["--tb=short", "-rfE"] if args.verbose else ["--tb=no", "-rN"]
+    code = _pytest([str(tests_dir(lab).relative_to(ROOT)), "--impl=lab", "-q", "-p", "no:warnings", *detail])
+    if code and not args.verbose:
+        print("\nFor each failing test's details: make check LAB=<lab> V=1")
     return 0 if code == 0 else 1
 
 
@@ -162,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     scaffold.set_defaults(fn=cmd_scaffold)
     check = verbs.add_parser("check", help="grade your lab.py task by task")
     check.add_argument("lab", nargs="?")
+    check.add_argument("-v", "--verbose", action="store_true", help="show each failing test's traceback")
     check.set_defaults(fn=cmd_check)
     solutions = verbs.add_parser("check-solutions", help="run every reference solution's checks")
     solutions.add_argument("-x", "--exitfirst", action="store_true")

@@ -109,20 +109,24 @@ def generate(source: str, path: str = "<solution>") -> str:
     regions = find_regions(source, path)
     lines = source.splitlines()
     out: list[str] = []
+    origin: list[int] = []  # origin[i] = the solution line that output line i+1 comes from
     cursor = 0
     for region in regions:
         out.extend(lines[cursor:region.begin - 1])
+        origin.extend(range(cursor + 1, region.begin))
         out.extend(stub_lines(region))
+        origin.extend([region.begin, region.begin])
         cursor = region.end
     out.extend(lines[cursor:])
+    origin.extend(range(cursor + 1, len(lines) + 1))
     text = "\n".join(out) + "\n"
-    text = _add_header(text)
     try:
         compile(text, path.replace("solution.py", "lab.py"), "exec")
     except SyntaxError as err:
-        raise ScaffoldError(f"{path}:{err.lineno}: the generated scaffold does not parse ({err.msg}); "
+        line = origin[min(max((err.lineno or 1) - 1, 0), len(origin) - 1)] if origin else 1
+        raise ScaffoldError(f"{path}:{line}: the generated scaffold does not parse ({err.msg}); "
                             "move the markers so that whole statements are replaced") from None
-    return text
+    return _add_header(text)
 
 
 def _add_header(text: str) -> str:

@@ -1,0 +1,79 @@
+"""Invariants every lab keeps: no drift between solution.py and lab.py, the files and README headings the
+contract asks for, graded tests for every task, tests that never import solution/lab by name."""
+import ast
+import re
+
+import pytest
+
+from labkit.labs import ROOT, all_labs
+from labkit.labs import tests_dir as lab_tests_dir
+from labkit.scaffold import generate, tasks_in
+
+LABS = all_labs()
+README_HEADINGS = ["Goal", "Concepts", "Steps", "Stack", "Data", "Run it", "Expected output", "How it is tested",
+                   "Cost", "Talking points", "Resume bullet", "Extensions"]
+TASK_MARK = re.compile(r"""mark\.task\(\s*["']([a-z0-9-]+)["']""")
+
+
+def test_there_are_labs():
+    assert LABS, "no lab folders found under the track folders"
+
+
+@pytest.mark.parametrize("lab", LABS, ids=str)
+def test_lab_py_is_generated_from_solution(lab):
+    solution, scaffold = ROOT / lab / "solution.py", ROOT / lab / "lab.py"
+    assert scaffold.exists(), f"{lab}/lab.py is missing: run `make scaffold`"
+    assert scaffold.read_text() == generate(solution.read_text(), str(solution)), \
+        f"{lab}/lab.py differs from what `make scaffold` generates from solution.py: run `make scaffold`"
+
+
+@pytest.mark.parametrize("lab", LABS, ids=str)
+def test_lab_has_its_files(lab):
+    missing = [name for name in ("README.md", "solution.py", "lab.py", "requirements.txt")
+               if not (ROOT / lab / name).exists()]
+    assert not missing, f"{lab} lacks {', '.join(missing)}"
+
+
+@pytest.mark.parametrize("lab", LABS, ids=str)
+def test_readme_has_the_spec_template_headings(lab):
+    text = (ROOT / lab / "README.md").read_text()
+    headings = re.findall(r"^## (.+?)\s*$", text, flags=re.M)
+    missing = [h for h in README_HEADINGS if h not in headings]
+    assert not missing, f"{lab}/README.md lacks the headings: {', '.join('## ' + h for h in missing)}"
+    assert text.startswith("# "), f"{lab}/README.md should start with a '# ' title"
+
+
+@pytest.mark.parametrize("lab", LABS, ids=str)
+def test_every_task_has_a_graded_test_and_tests_name_real_tasks(lab):
+    folder = lab_tests_dir(lab)
+    assert folder.exists(), f"{lab} has no tests: expected tests/{lab}/test_*.py"
+    tasks = tasks_in(ROOT / lab / "solution.py")
+    assert tasks, f"{lab}/solution.py marks no task (# BEGIN SOLUTION [task] hint)"
+    marked = {m for f in folder.rglob("test_*.py") for m in TASK_MARK.findall(f.read_text())}
+    untested = [t for t in tasks if t not in marked]
+    assert not untested, f"{lab}: tasks without a graded test: {untested}"
+    unknown = sorted(marked - set(tasks))
+    assert not unknown, f"{lab}: tests mark tasks that solution.py does not define: {unknown}"
+
+
+@pytest.mark.parametrize("lab", LABS, ids=str)
+def test_lab_runs_as_a_script(lab):
+    text = (ROOT / lab / "solution.py").read_text()
+    assert re.search(r'^if __name__ == "__main__":\n\s+labkit\.run\(', text, flags=re.M), \
+        f"{lab}/solution.py should end with `if __name__ == \"__main__\": labkit.run(main)`"
+
+
+def _test_files():
+    return sorted(p for p in (ROOT / "tests").rglob("test_*.py"))
+
+
+@pytest.mark.parametrize("path", _test_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_tests_never_import_implementations_by_name(path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        bad = [n for n in names if n.split(".")[0] in ("solution", "lab")]
+        assert not bad, f"{path.relative_to(ROOT)}:{node.lineno} imports {bad}; use the `impl` fixture instead"
