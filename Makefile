@@ -26,7 +26,7 @@ $(STAMP): requirements.lock
 	@echo "==> creating $(VENV) with $$($(PYTHON) --version)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "==> installing the pinned packages from requirements.lock (torch first; a few minutes on a fresh machine)"
-	@$(PY) -m pip install --quiet --no-deps -r requirements.lock
+	@$(PY) -m pip install -qq --no-deps -r requirements.lock
 	@echo "==> making labkit importable from every lab script"
 	@echo "$(CURDIR)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/ai_engineer_labs.pth
 	@touch $(STAMP)

@@ -77,3 +77,24 @@ def test_tests_never_import_implementations_by_name(path):
             names = [node.module]
         bad = [n for n in names if n.split(".")[0] in ("solution", "lab")]
         assert not bad, f"{path.relative_to(ROOT)}:{node.lineno} imports {bad}; use the `impl` fixture instead"
+
+
+def test_readme_status_table_is_current():
+    from labkit import catalog
+
+    assert catalog.status_in_readme() == catalog.render_status(), \
+        "README.md's status table is stale: run `.venv/bin/python -m labkit status --write`"
+
+
+def test_catalog_names_every_lab_folder():
+    from labkit import catalog
+
+    listed = {str(unit.path) for unit in catalog.units()}
+    unlisted = [str(lab) for lab in LABS if str(lab) not in listed]
+    assert not unlisted, f"lab folders missing from CATALOG.md: {unlisted}"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make test" in ci.splitlines()[-1], ".ci/run must end by running `make test`"
