@@ -1,0 +1,222 @@
+"""Lab 02: multi-head attention from scratch, equal to torch.nn.MultiheadAttention, plus MQA and GQA.
+
+Multi-head attention runs h scaled dot-product attentions side by side, each in its own d_head = d_model / h
+slice of a projected space, then concatenates the heads and mixes them with an output projection:
+
+    head_i = Attention(X W_q[i], X W_k[i], X W_v[i]);    MHA(X) = concat(head_1..head_h) W_o
+
+The "reshape trick" does all heads in one batched call: project once to (B, T, h·d_head), view as
+(B, T, h, d_head), transpose to (B, h, T, d_head). Grouped-query attention (GQA) keeps h query heads but only
+n_kv_heads key/value heads, each shared by h / n_kv_heads query heads; n_kv_heads = 1 is multi-query
+attention (MQA), n_kv_heads = h is ordinary MHA. Fewer KV heads means a smaller KV cache at inference:
+
+    KV-cache bytes = 2 (K and V) · batch · seq_len · n_layers · n_kv_heads · d_head · bytes per element
+
+The attention core itself is lab 01's einsum implementation (same masks: True = may attend).
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch import nn
+
+import labkit
+
+LAB01 = labkit.reuse("llm-engineer/phase-04-attention-transformers/lab-01-scaled-dot-product-attention")
+
+
+# ----------------------------------------------------------------------------------------------- reshapes
+
+def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """(B, T, n_heads·d_head) -> (B, n_heads, T, d_head)."""
+    if x.ndim != 3 or x.shape[-1] % n_heads:
+        raise ValueError(f"expected (B, T, n_heads*d_head) with a last dim divisible by {n_heads}, "
+                         f"got shape {tuple(x.shape)}")
+    # BEGIN SOLUTION [heads-reshape] view the last dim as (n_heads, d_head), then swap the T and head dims.
+    b, t, c = x.shape
+    return x.view(b, t, n_heads, c // n_heads).transpose(1, 2)
+    # END SOLUTION
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, n_heads, T, d_head) -> (B, T, n_heads·d_head): the concatenation of the heads."""
+    if x.ndim != 4:
+        raise ValueError(f"expected (B, n_heads, T, d_head), got shape {tuple(x.shape)}")
+    # BEGIN SOLUTION [heads-reshape] Undo split_heads: transpose back, make it contiguous, flatten the last two dims.
+    b, h, t, d = x.shape
+    return x.transpose(1, 2).contiguous().view(b, t, h * d)
+    # END SOLUTION
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(B, n_kv_heads, T, d_head) -> (B, n_kv_heads·n_rep, T, d_head); KV head g serves query heads
+    g·n_rep … g·n_rep + n_rep - 1 (consecutive query heads share a group, as in Llama)."""
+    if n_rep < 1:
+        raise ValueError(f"n_rep must be >= 1, got {n_rep}")
+    # BEGIN SOLUTION [repeat-kv] Insert a size-n_rep dim after the head dim, expand it (no copy), then reshape heads × n_rep into one dim.
+    if n_rep == 1:
+        return x
+    b, g, t, d = x.shape
+    return x[:, :, None, :, :].expand(b, g, n_rep, t, d).reshape(b, g * n_rep, t, d)
+    # END SOLUTION
+
+
+# ----------------------------------------------------------------------------------------------- the module
+
+class MultiHeadAttention(nn.Module):
+    """MHA (n_kv_heads = n_heads, the default), GQA (1 < n_kv_heads < n_heads) or MQA (n_kv_heads = 1).
+
+    Separate q/k/v projections so that k and v can be narrower than q: q_proj maps d_model -> n_heads·d_head,
+    k_proj and v_proj map d_model -> n_kv_heads·d_head, out_proj maps d_model -> d_model.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, n_kv_heads: int | None = None, bias: bool = True):
+        super().__init__()
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+        if n_kv_heads < 1 or n_heads % n_kv_heads:
+            raise ValueError(f"n_heads={n_heads} must be a multiple of n_kv_heads={n_kv_heads} (each KV head "
+                             "serves the same number of query heads)")
+        self.d_model, self.n_heads, self.n_kv_heads = d_model, n_heads, n_kv_heads
+        self.d_head = d_model // n_heads
+        # BEGIN SOLUTION [attention-forward] Four nn.Linear layers: q and out are d_model wide, k and v are n_kv_heads*d_head wide.
+        self.q_proj = nn.Linear(d_model, n_heads * self.d_head, bias=bias)
+        self.k_proj = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)
+        self.v_proj = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)
+        self.out_proj = nn.Linear(n_heads * self.d_head, d_model, bias=bias)
+        # END SOLUTION
+
+    def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values as a KV cache would store them: two (B, n_kv_heads, T, d_head) tensors."""
+        # BEGIN SOLUTION [attention-forward] Project with k_proj and v_proj and split into n_kv_heads heads.
+        return split_heads(self.k_proj(x), self.n_kv_heads), split_heads(self.v_proj(x), self.n_kv_heads)
+        # END SOLUTION
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor | None = None, value: torch.Tensor | None = None,
+                key_padding_mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
+        """query (B, T_q, d_model); key/value (B, T_k, d_model), defaulting to query (self-attention).
+
+        key_padding_mask: bool (B, T_k), True on real tokens (lab 01's convention, the opposite of
+        nn.MultiheadAttention's). causal: each query i sees keys j <= i. Returns (B, T_q, d_model).
+        """
+        key = query if key is None else key
+        value = key if value is None else value
+        if query.ndim != 3 or query.shape[-1] != self.d_model:
+            raise ValueError(f"query must be (B, T, {self.d_model}), got shape {tuple(query.shape)}")
+        # BEGIN SOLUTION [attention-forward] Project and split heads (q: n_heads, k/v: n_kv_heads), repeat_kv, build a (B, 1, T_q, T_k) keep-mask, run LAB01.attention_einsum, merge heads, out_proj.
+        q = split_heads(self.q_proj(query), self.n_heads)  # (B, H, T_q, d_head)
+        k = split_heads(self.k_proj(key), self.n_kv_heads)  # (B, H_kv, T_k, d_head)
+        v = split_heads(self.v_proj(value), self.n_kv_heads)
+        n_rep = self.n_heads // self.n_kv_heads
+        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, T_k, d_head)
+        mask = None
+        if causal:
+            mask = LAB01.causal_mask(q.shape[-2], k.shape[-2], device=q.device)  # (T_q, T_k)
+        if key_padding_mask is not None:
+            pad = key_padding_mask[:, None, None, :].bool()  # (B, 1, 1, T_k): broadcast over heads and queries
+            mask = pad if mask is None else mask & pad
+        out, _ = LAB01.attention_einsum(q, k, v, mask)  # (B, H, T_q, d_head)
+        return self.out_proj(merge_heads(out))  # (B, T_q, d_model)
+        # END SOLUTION
+
+
+def copy_from_torch(ours: MultiHeadAttention, theirs: nn.MultiheadAttention) -> MultiHeadAttention:
+    """Load an nn.MultiheadAttention's weights into `ours` (same d_model and heads, n_kv_heads == n_heads).
+
+    torch stacks the three input projections in one in_proj_weight of shape (3·d_model, d_model): rows
+    [0, d) are W_q, [d, 2d) are W_k, [2d, 3d) are W_v (in_proj_bias likewise); out_proj is a plain Linear.
+    """
+    if ours.n_kv_heads != ours.n_heads:
+        raise ValueError("nn.MultiheadAttention has one KV head per query head; build ours with n_kv_heads=None")
+    if (theirs.embed_dim, theirs.num_heads) != (ours.d_model, ours.n_heads):
+        raise ValueError(f"shape mismatch: torch module has d_model={theirs.embed_dim}, heads={theirs.num_heads}; "
+                         f"ours has d_model={ours.d_model}, heads={ours.n_heads}")
+    if theirs.in_proj_weight is None:
+        raise ValueError("the torch module uses separate q/k/v weights (kdim/vdim != embed_dim); not supported")
+    if (theirs.in_proj_bias is None) != (ours.q_proj.bias is None):
+        raise ValueError("build both modules with the same bias setting")
+    with torch.no_grad():
+        # BEGIN SOLUTION [copy-weights] chunk in_proj_weight (and in_proj_bias) into three along dim 0; copy_ each piece and out_proj.
+        for name, w in zip(("q_proj", "k_proj", "v_proj"), theirs.in_proj_weight.chunk(3, dim=0)):
+            getattr(ours, name).weight.copy_(w)
+        if theirs.in_proj_bias is not None:
+            for name, b in zip(("q_proj", "k_proj", "v_proj"), theirs.in_proj_bias.chunk(3, dim=0)):
+                getattr(ours, name).bias.copy_(b)
+            ours.out_proj.bias.copy_(theirs.out_proj.bias)
+        ours.out_proj.weight.copy_(theirs.out_proj.weight)
+        # END SOLUTION
+    return ours
+
+
+# ----------------------------------------------------------------------------------------------- formulas
+
+def attention_param_count(d_model: int, n_heads: int, n_kv_heads: int | None = None, bias: bool = True) -> int:
+    """Parameters of one attention layer: W_q and W_o are d×d, W_k and W_v are d×(n_kv_heads·d_head),
+    plus one bias vector per projection when `bias`. MHA without bias: 4d²."""
+    n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+    if d_model % n_heads or n_heads % n_kv_heads:
+        raise ValueError(f"need d_model % n_heads == 0 and n_heads % n_kv_heads == 0, got d_model={d_model}, "
+                         f"n_heads={n_heads}, n_kv_heads={n_kv_heads}")
+    # BEGIN SOLUTION [param-count] d_kv = n_kv_heads * d_head; weights 2d² + 2·d·d_kv; biases 2d + 2·d_kv.
+    d_kv = n_kv_heads * (d_model // n_heads)
+    weights = 2 * d_model * d_model + 2 * d_model * d_kv
+    biases = 2 * d_model + 2 * d_kv if bias else 0
+    return weights + biases
+    # END SOLUTION
+
+
+def kv_cache_bytes(batch: int, seq_len: int, n_layers: int, n_kv_heads: int, d_head: int,
+                   bytes_per_element: int = 2) -> int:
+    """Bytes a KV cache holds: K and V, for every layer, KV head, position and sequence (bf16 = 2 bytes)."""
+    if min(batch, seq_len, n_layers, n_kv_heads, d_head, bytes_per_element) < 1:
+        raise ValueError("every size must be a positive integer")
+    # BEGIN SOLUTION [kv-memory] Multiply every factor, counting 2 for K and V.
+    return 2 * batch * seq_len * n_layers * n_kv_heads * d_head * bytes_per_element
+    # END SOLUTION
+
+
+# ----------------------------------------------------------------------------------------------- demo
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--d-model", type=int, default=64)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--seq-len", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    labkit.seed_everything(args.seed)
+
+    theirs = nn.MultiheadAttention(args.d_model, args.heads, batch_first=True).double().eval()
+    ours = copy_from_torch(MultiHeadAttention(args.d_model, args.heads).double(), theirs).eval()
+    x = torch.randn(2, args.seq_len, args.d_model, dtype=torch.float64)
+    keep = torch.ones(2, args.seq_len, dtype=torch.bool)
+    keep[1, -4:] = False  # the second sequence ends in four padding tokens
+    causal = torch.ones(args.seq_len, args.seq_len, dtype=torch.bool).tril()
+    with torch.no_grad():
+        ref, _ = theirs(x, x, x, key_padding_mask=~keep, attn_mask=~causal, need_weights=False)
+        got = ours(x, key_padding_mask=keep, causal=True)
+    print(f"ours vs nn.MultiheadAttention (float64, causal + padding): max |diff| = {(got - ref).abs().max():.2e}")
+
+    print(f"\nattention parameters and KV cache, d_model={args.d_model}, {args.heads} query heads, "
+          f"T={args.seq_len}, float32:")
+    print(f"{'variant':<10} {'kv heads':>8} {'formula':>8} {'numel':>8} {'kv bytes':>9} {'measured':>9}")
+    for n_kv in sorted({args.heads, max(args.heads // 4, 1), 1}, reverse=True):
+        name = "MHA" if n_kv == args.heads else "MQA" if n_kv == 1 else "GQA"
+        m = MultiHeadAttention(args.d_model, args.heads, n_kv)
+        k, v = m.project_kv(torch.randn(1, args.seq_len, args.d_model))
+        measured = sum(t.numel() * t.element_size() for t in (k, v))
+        print(f"{name:<10} {n_kv:>8} {attention_param_count(args.d_model, args.heads, n_kv):>8} "
+              f"{sum(p.numel() for p in m.parameters()):>8} "
+              f"{kv_cache_bytes(1, args.seq_len, 1, n_kv, m.d_head, 4):>9} {measured:>9}")
+
+    print("\nKV cache of a Llama-3-8B-shaped model (32 layers, 32 query heads, d_head 128, bf16), batch 1:")
+    for n_kv in (32, 8, 1):
+        for t in (8_192, 131_072):
+            gib = kv_cache_bytes(1, t, 32, n_kv, 128, 2) / 2**30
+            print(f"  n_kv_heads={n_kv:>2}  seq_len={t:>7,}  {gib:7.2f} GiB")
+
+
+if __name__ == "__main__":
+    labkit.run(main)
