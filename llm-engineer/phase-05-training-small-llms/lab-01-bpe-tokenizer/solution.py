@@ -407,9 +407,31 @@ def compression_curve(text: str, merges: list[tuple[int, int]], sizes: list[int]
             for k in sizes]
 
 
+def training_text(source: str, chars: int) -> str:
+    """`chars` characters of Shakespeare (offline, packaged) or of TinyStories (online, through `datasets`)."""
+    if source == "shakespeare":
+        return assets.shakespeare(chars)
+    from datasets import load_dataset
+
+    try:
+        stories = load_dataset("roneneldan/TinyStories", split="train", streaming=True)
+        parts, total = [], 0
+        for row in stories:
+            parts.append(row["text"])
+            total += len(row["text"]) + len("<|endoftext|>")
+            if total >= chars:
+                break
+    except Exception as err:  # offline: HF_HUB_OFFLINE, no route to the Hub
+        raise SystemExit(f"could not stream TinyStories ({type(err).__name__}); it needs the network and "
+                         "HF_HUB_OFFLINE=0 / HF_DATASETS_OFFLINE=0. The default --source shakespeare runs offline.")
+    return "<|endoftext|>".join(parts)[:chars]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chars", type=int, default=300_000, help="characters of Shakespeare to train on")
+    parser.add_argument("--source", choices=["shakespeare", "tinystories"], default="shakespeare",
+                        help="training text: packaged Shakespeare (offline) or TinyStories (needs the network)")
+    parser.add_argument("--chars", type=int, default=300_000, help="characters of training text")
     parser.add_argument("--vocab-size", type=int, default=1024)
     args = parser.parse_args(argv)
     import matplotlib
@@ -418,8 +440,8 @@ def main(argv=None) -> None:
     import matplotlib.pyplot as plt
 
     out = labkit.output_dir(__file__)
-    text = assets.shakespeare(args.chars)
-    print(f"training on {len(text):,} characters of Shakespeare, vocab_size={args.vocab_size}")
+    text = training_text(args.source, args.chars)
+    print(f"training on {len(text):,} characters of {args.source}, vocab_size={args.vocab_size}")
     start = time.perf_counter()
     tok = train(text, args.vocab_size, special_tokens=["<|endoftext|>"], progress=True)
     print(f"trained {len(tok.merges)} merges in {time.perf_counter() - start:.2f} s (incremental pair counts)")
