@@ -112,6 +112,11 @@ def train(text: str, vocab_size: int, *, pattern: str = GPT2_PATTERN, special_to
 
 # ------------------------------------------------------------------ the tokenizer
 
+def _check_text(text) -> None:
+    if not isinstance(text, str):
+        raise ValueError(f"encode takes a str, got {type(text).__name__}; decode bytes to text first")
+
+
 class Tokenizer:
     """Byte-level BPE: merges {(left id, right id): new id}, byte_ids[b] = id of byte b, a pre-token pattern,
     special tokens {text: id}."""
@@ -150,6 +155,7 @@ class Tokenizer:
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Ids of `text`, treating special-token text as ordinary text."""
+        _check_text(text)
         ids = []
         for chunk in self.pattern.findall(text):
             ids.extend(self.encode_chunk(chunk))
@@ -159,6 +165,7 @@ class Tokenizer:
         """Like tiktoken: special tokens in `allowed_special` ("all" or a set) become their ids; a special token in
         `disallowed_special` ("all" = every special not allowed) found in the text raises ValueError; any other
         special-token text is encoded as ordinary text."""
+        _check_text(text)
         # TODO [special-tokens]: Resolve the allowed and disallowed sets, refuse disallowed ones present, then split the text on allowed specials and encode the pieces between them.
         raise NotImplementedError('TODO [special-tokens]: Resolve the allowed and disallowed sets, refuse disallowed ones present, then split the text on allowed specials and encode the pieces between them.')
 
