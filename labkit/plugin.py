@@ -49,6 +49,19 @@ def pytest_configure(config):
     if not config.getoption("--allow-network"):
         _refuse_outbound_connections()
     config.stash[RESULTS_KEY] = {}
+    if config.getoption("--impl") == "lab":
+        _fail_fast_hypothesis()
+
+
+def _fail_fast_hypothesis() -> None:
+    """On a learner's file a TODO fails every example; shrinking that failure only wastes seconds per test."""
+    try:
+        from hypothesis import Phase, settings
+    except ImportError:
+        return
+    settings.register_profile("labkit-lab", phases=[Phase.explicit, Phase.reuse, Phase.generate],
+                              database=None)
+    settings.load_profile("labkit-lab")
 
 
 # ---------------------------------------------------------------- network guard
