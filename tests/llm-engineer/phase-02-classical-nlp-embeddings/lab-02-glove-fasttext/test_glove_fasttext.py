@@ -1,0 +1,187 @@
+"""Checks for co-occurrence counts, GloVe and FastText subword vectors."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------ co-occurrence
+
+@pytest.mark.task("cooccurrence")
+def test_cooccurrence_hand_example(impl):
+    # "a b c a" with window 2 (a=0, b=1, c=2):
+    #   distance 1: a-b, b-c, c-a  (+1 each way);  distance 2: a-c, b-a  (+1/2 each way)
+    x = impl.cooccurrence(np.array([0, 1, 2, 0]), vocab_size=3, window=2).toarray()
+    expected = np.array([[0.0, 1.5, 1.5],
+                         [1.5, 0.0, 1.0],
+                         [1.5, 1.0, 0.0]])
+    assert np.allclose(x, expected), f"expected\n{expected}\ngot\n{x}"
+
+
+@pytest.mark.task("cooccurrence")
+def test_cooccurrence_matches_brute_force(impl):
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 6, 60)
+    window = 3
+    expected = np.zeros((6, 6))
+    for i in range(len(ids)):
+        for j in range(len(ids)):
+            if 0 < abs(i - j) <= window:
+                expected[ids[i], ids[j]] += 1.0 / abs(i - j)
+    got = impl.cooccurrence(ids, vocab_size=6, window=window).toarray()
+    assert np.allclose(got, expected), f"largest gap to the pair-by-pair count: {np.abs(got - expected).max():.3f}"
+
+
+# ------------------------------------------------------------------ GloVe
+
+@pytest.mark.task("glove-weight")
+def test_glove_weight_values(impl):
+    got = impl.glove_weight(np.array([1.0, 50.0, 100.0, 250.0]))
+    expected = [0.01 ** 0.75, 0.5 ** 0.75, 1.0, 1.0]
+    assert np.allclose(got, expected), f"f(x) = min(1, (x/100)^0.75): expected {expected}, got {list(got)}"
+    assert impl.glove_weight(np.array([5.0]), x_max=10, alpha=1.0)[0] == pytest.approx(0.5)
+
+
+@pytest.mark.task("glove-loss")
+def test_glove_loss_and_gradients_match_autograd(impl):
+    rng = np.random.default_rng(1)
+    v, d = 6, 4
+    w, w_ctx, b, b_ctx = rng.normal(size=(v, d)), rng.normal(size=(v, d)), rng.normal(size=v), rng.normal(size=v)
+    rows, cols = np.array([0, 1, 1, 5, 2]), np.array([3, 3, 0, 5, 1])
+    x = np.array([3.0, 120.0, 0.5, 40.0, 7.0])
+    loss, g_w, g_ctx, g_b, g_bctx = impl.glove_loss_and_grads(w, w_ctx, b, b_ctx, rows, cols, x)
+
+    tw, tc, tb, tbc = (torch.tensor(a, requires_grad=True) for a in (w, w_ctx, b, b_ctx))
+    fx = torch.clamp(torch.tensor(x / 100.0) ** 0.75, max=1.0)
+    pred = (tw[rows] * tc[cols]).sum(1) + tb[rows] + tbc[cols]
+    reference = (fx * (pred - torch.log(torch.tensor(x))) ** 2).sum()
+    reference.backward()
+    assert loss == pytest.approx(reference.item(), rel=1e-10), f"J: expected {reference.item():.6f}, got {loss:.6f}"
+
+    def scatter(shape, index, rows_grad):
+        full = np.zeros(shape)
+        np.add.at(full, index, rows_grad)
+        return full
+
+    for name, got, want in [("w", scatter(w.shape, rows, g_w), tw.grad), ("w~", scatter(w.shape, cols, g_ctx), tc.grad),
+                            ("b", scatter(b.shape, rows, g_b), tb.grad), ("b~", scatter(b.shape, cols, g_bctx), tbc.grad)]:
+        assert np.allclose(got, want.numpy(), atol=1e-10), f"gradient for {name} differs from autograd's"
+
+
+@pytest.fixture(scope="module")
+def small_corpus(impl):
+    corpus = impl.w2v.planted_corpus(3000, seed=0, holdout=impl.HOLDOUT)
+    vocab = impl.w2v.build_vocab(corpus.tokens, min_count=5)
+    return corpus, vocab, vocab.encode(corpus.tokens)
+
+
+@pytest.mark.task("glove-train")
+def test_glove_fits_and_recovers_structure(impl, small_corpus):
+    corpus, vocab, ids = small_corpus
+    x = impl.cooccurrence(ids, len(vocab.words), window=4)
+    vectors, history = impl.train_glove(x, dim=30, epochs=15, seed=0)
+    assert history[-1] < 0.2 * history[0], f"weighted loss per cell should fall by 80%: {history[0]:.3f} -> {history[-1]:.3f}"
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    model = [float(unit[vocab.index[a]] @ unit[vocab.index[b]]) for a, b, _ in corpus.similarity]
+    rho = spearmanr(model, [g for _, _, g in corpus.similarity]).statistic
+    assert rho > 0.3, f"cosines should rank the planted pairs (shared attributes) with Spearman > 0.3, got {rho:.3f}"
+    pairs = [("king", "queen"), ("man", "woman"), ("paris", "berlin"), ("france", "paris")]
+    unrelated = [("king", "paris"), ("woman", "germany"), ("berlin", "queen"), ("italy", "boy")]
+    close = np.mean([unit[vocab.index[a]] @ unit[vocab.index[b]] for a, b in pairs])
+    far = np.mean([unit[vocab.index[a]] @ unit[vocab.index[b]] for a, b in unrelated])
+    assert close > far + 0.2, f"pairs sharing an attribute should be closer ({close:.2f}) than unrelated ones ({far:.2f})"
+
+
+# ------------------------------------------------------------------ FastText subwords
+
+@pytest.mark.task("subword-ngrams")
+def test_char_ngrams_of_where(impl):
+    assert impl.char_ngrams("where", 3, 3) == ["<wh", "whe", "her", "ere", "re>"]
+    grams = impl.char_ngrams("where", 3, 6)
+    # "<where>" has 7 characters: 5 trigrams + 4 four-grams + 3 five-grams + 2 six-grams
+    assert len(grams) == 14, f"expected 14 n-grams of '<where>' for n = 3..6, got {len(grams)}: {grams}"
+    assert {"<where", "where>", "<whe", "ere>"} <= set(grams) and "<where>" not in grams, \
+        f"n-grams should include '<where' and 'where>' but not the 7-character '<where>': {grams}"
+
+
+@pytest.mark.task("ngram-hash")
+def test_fnv1a_known_values(impl):
+    # published FNV-1a 32-bit test vectors
+    for text, expected in [("", 0x811C9DC5), ("a", 0xE40C292C), ("foobar", 0xBF9CF968)]:
+        got = impl.fnv1a_32(text)
+        assert got == expected, f"FNV-1a({text!r}) should be {expected:#010x}, got {got:#x}"
+
+
+@pytest.mark.task("ngram-hash")
+def test_subword_ids_layout(impl):
+    index = {"where": 0, "here": 1}
+    known = impl.subword_ids("where", index, buckets=100)
+    unknown = impl.subword_ids("wherever", index, buckets=100)
+    assert known[0] == 0 and len(known) == 15, f"a known word: its own row, then 14 n-gram rows; got {known}"
+    assert all(2 <= i < 102 for i in known[1:] + unknown), "n-gram rows live in [V, V + buckets)"
+    assert len(unknown) == len(impl.char_ngrams("wherever")), "an unknown word has n-gram rows only"
+    assert known[1] == 2 + 0x3E79C4E4 % 100, "the first n-gram '<wh' goes to row V + FNV-1a('<wh') mod buckets"
+
+
+@pytest.fixture(scope="module")
+def fasttext(impl, small_corpus):
+    corpus, vocab, ids = small_corpus
+    model, losses = impl.train_fasttext(ids, vocab, dim=40, buckets=20_000, epochs=2, batch_size=1024, lr=0.03, seed=0)
+    return model, losses, vocab, corpus
+
+
+@pytest.mark.task("fasttext-model")
+def test_fasttext_initial_loss_and_bags(impl, small_corpus):
+    _, vocab, _ = small_corpus
+    model = impl.FastTextSG(vocab, buckets=500, dim=8)
+    centre, context = torch.tensor([0, 5, 9]), torch.tensor([1, 2, 3])
+    negatives = torch.tensor([[4, 5, 6], [7, 8, 9], [1, 1, 1]])
+    loss = model(centre, context, negatives).item()
+    assert abs(loss - 4 * math.log(2)) < 1e-6, f"zero output vectors: expected 4 ln 2 = {4 * math.log(2):.4f}, got {loss:.4f}"
+    word = vocab.words[9]
+    rows = [vocab.index[word]] + [len(vocab.words) + impl.fnv1a_32(g) % 500 for g in impl.char_ngrams(word)]
+    expected = model.inputs.weight.detach()[rows].mean(0)
+    got = model.centre_vectors(torch.tensor([9]))[0].detach()
+    assert torch.allclose(got, expected, atol=1e-6), f"the centre vector of {word!r} should be the mean of its word " \
+                                                     "row and its n-gram rows"
+
+
+@pytest.mark.task("fasttext-model")
+def test_fasttext_loss_falls(fasttext):
+    _, losses, _, _ = fasttext
+    assert np.mean(losses[-10:]) < 0.7 * losses[0], f"loss should fall: {losses[0]:.3f} -> {np.mean(losses[-10:]):.3f}"
+
+
+@pytest.mark.task("fasttext-model")
+def test_oov_words_land_next_to_their_morphology(impl, fasttext):
+    model, _, vocab, corpus = fasttext
+    words = [w for w in vocab.words if w in corpus.entities]  # the planted words: verb forms, people, places
+    matrix = np.vstack([model.word_vector(w) for w in words])
+    unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    for oov, stem in [("painting", "paint"), ("cooked", "cook"), ("visits", "visit"), ("jumper", "jump")]:
+        assert oov not in vocab.index, f"{oov!r} must be out of vocabulary for this test"
+        q = model.word_vector(oov)
+        assert np.linalg.norm(q) > 0, f"an OOV word should get a non-zero vector from its n-grams ({oov!r})"
+        top = [words[i] for i in np.argsort(-(unit @ (q / np.linalg.norm(q))))[:2]]
+        assert all(w.startswith(stem) for w in top), \
+            f"among the planted words, the 2 nearest to OOV {oov!r} should be forms of {stem!r}, got {top}"
+
+
+@pytest.mark.task("fasttext-model")
+def test_comparison_table_covers_three_models(impl):
+    rows, models, _ = impl.compare(n_sentences=600, epochs=1, dim=16, glove_epochs=5)
+    names = [r["model"] for r in rows]
+    assert len(rows) == 3 and names[0] == "skip-gram", f"expected rows for skip-gram, GloVe and FastText, got {names}"
+    covered = [int(r["analogies"].split("/")[0]) for r in rows]
+    assert covered[2] > covered[0] == covered[1], \
+        f"only FastText can answer questions about held-out words: covered {covered} of {total}"
