@@ -234,7 +234,10 @@ def main(argv=None) -> None:
     parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--grad-steps", type=int, default=150, help="sequence length for the gradient-norm plot")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads; tiny step-by-step recurrent models run best on one")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     out = labkit.output_dir(__file__)
 
     # 1. Gradient flow at init, on random inputs, in float64.
