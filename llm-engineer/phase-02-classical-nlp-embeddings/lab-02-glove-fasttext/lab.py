@@ -188,7 +188,7 @@ def compare(n_sentences: int = 6000, epochs: int = 3, dim: int = 50, glove_epoch
 
     def add(name, vectors, seconds):
         row = ev.report(name, vectors, corpus.similarity, every_question)
-        row["train_s"] = round(seconds, 1)
+        row["train_s"] = f"{seconds:.1f}"
         rows.append(row)
         models[name] = vectors
 
