@@ -238,6 +238,8 @@ def _save_figure(fig, path) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Train a character-level RNN on Shakespeare and sample from it.")
+    parser.add_argument("--data", default=None,
+                        help="a plain-text file to train on instead (e.g. Tiny Shakespeare's input.txt)")
     parser.add_argument("--chars", type=int, default=300_000, help="characters of Shakespeare to use")
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--hidden", type=int, default=128)
@@ -265,7 +267,11 @@ def main(argv=None) -> None:
     numeric = (rnn_forward_numpy(plus, xs, ys)[0] - rnn_forward_numpy(minus, xs, ys)[0]) / (2 * eps)
     print(f"NumPy BPTT: dL/dW_hh[{i},{j}] analytic {grads['W_hh'][i, j]:+.8f}  numeric {numeric:+.8f}")
 
-    text = assets.shakespeare(max_chars=args.chars)
+    if args.data:
+        with open(args.data, encoding="utf-8") as f:
+            text = f.read()[:args.chars]
+    else:
+        text = assets.shakespeare(max_chars=args.chars)
     stoi, itos = build_vocab(text)
     data = torch.tensor(encode(text, stoi))
     split = int(0.9 * len(data))

@@ -226,6 +226,8 @@ def _atomic(path, write) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="RNN vs LSTM vs GRU: gradient flow and perplexity at equal compute.")
+    parser.add_argument("--data", default=None,
+                        help="a plain-text file to train on instead (e.g. Tiny Shakespeare's input.txt)")
     parser.add_argument("--chars", type=int, default=200_000)
     parser.add_argument("--budget", type=int, default=40_000, help="parameter budget for each model")
     parser.add_argument("--steps", type=int, default=300, help="training steps for each model")
@@ -252,7 +254,11 @@ def main(argv=None) -> None:
         print(f"  {t:>6} " + " ".join(f"{curves[k][t]:10.2e}" for k in KINDS))
 
     # 2. Equal compute: same parameter budget, same steps, batch and data.
-    text = assets.shakespeare(max_chars=args.chars)
+    if args.data:
+        with open(args.data, encoding="utf-8") as f:
+            text = f.read()[:args.chars]
+    else:
+        text = assets.shakespeare(max_chars=args.chars)
     itos = sorted(set(text))
     stoi = {ch: i for i, ch in enumerate(itos)}
     data = torch.tensor([stoi[ch] for ch in text])
