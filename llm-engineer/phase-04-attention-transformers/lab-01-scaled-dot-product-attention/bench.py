@@ -91,8 +91,11 @@ def main() -> None:
     parser.add_argument("--loops-max", type=int, default=32, help="largest T the Python-loop version runs at")
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--d-k", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1 gives steadier timings on a shared machine)")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     impl = labkit.load_impl(LAB, "solution")
     device = labkit.pick_device()
     torch.manual_seed(0)

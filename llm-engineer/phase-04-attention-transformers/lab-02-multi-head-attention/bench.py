@@ -40,8 +40,11 @@ def main() -> None:
     parser.add_argument("--d-model", type=int, default=256)
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1 gives steadier timings on a shared machine)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     impl = labkit.load_impl(LAB, "solution")
     device = labkit.pick_device()
     torch.manual_seed(0)
