@@ -1,0 +1,372 @@
+"""RAG pipeline checks. References: the MiniLM tokenizer's own tokens and offsets, uuid.uuid5, Qdrant's stored
+points, transformers' plain greedy generate (no streamer), the SSE wire format written out by hand, and a real
+uvicorn server on 127.0.0.1 driven with httpx."""
+import json
+import threading
+import uuid
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from labkit import assets
+
+TEXT = ("Retrieval-augmented generation looks up passages before answering. " * 3 +
+        "The embedder's tokenizer decides where chunks begin and end; unusual words like tokenization, "
+        "Qdrant and SmolLM2 split into several word pieces. " * 4)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    """The packaged MiniLM, loaded once for the module."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(assets.minilm_path()), device="cpu")
+
+
+class RecordingEmbedder:
+    """Wraps MiniLM and records every text it is asked to encode (to see which prefixes reach it)."""
+
+    def __init__(self, model):
+        self.model, self.seen = model, []
+        self.tokenizer = model.tokenizer
+
+    def encode(self, texts, **kwargs):
+        self.seen += list(texts)
+        return self.model.encode(texts, **kwargs)
+
+    def get_embedding_dimension(self):
+        return self.model.get_embedding_dimension()
+
+
+class Scripted:
+    """A generator that replays fixed pieces and counts its calls."""
+
+    def __init__(self, pieces, delay=0.0):
+        self.pieces, self.delay, self.calls = pieces, delay, 0
+        self.lock = threading.Lock()
+
+    def stream(self, messages, max_new_tokens=128):
+        import time
+
+        with self.lock:
+            self.calls += 1
+        for piece in self.pieces:
+            time.sleep(self.delay)
+            yield piece
+
+
+def all_points(client, collection):
+    points, _ = client.scroll(collection, limit=10_000, with_payload=True)
+    return points
+
+
+# --------------------------------------------------------------------------- chunking
+
+@pytest.mark.task("chunking")
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 300), size=st.integers(1, 40), data=st.data())
+def test_windows_cover_every_token_and_overlap_exactly(impl, n, size, data):
+    overlap = data.draw(st.integers(0, size - 1))
+    windows = impl.chunk_windows(n, size, overlap)
+    covered = set()
+    for start, end in windows:
+        covered |= set(range(start, end))
+    assert covered == set(range(n)), f"n={n}, size={size}, overlap={overlap}: windows {windows} miss tokens"
+    assert all(0 < end - start <= size for start, end in windows), f"every window needs 1..{size} tokens: {windows}"
+    assert all(end - start == size for start, end in windows[:-1]), f"all but the last should be full: {windows}"
+    for (s1, e1), (s2, e2) in zip(windows, windows[1:]):
+        assert e1 - s2 == overlap, f"neighbours should share exactly {overlap} tokens, got {e1 - s2} in {windows}"
+    if n:
+        assert windows[0][0] == 0 and windows[-1][1] == n, f"windows should span 0..{n}: {windows}"
+
+
+@pytest.mark.task("chunking")
+def test_chunk_windows_hand_case_and_bad_arguments(impl):
+    assert impl.chunk_windows(10, 4, 1) == [(0, 4), (3, 7), (6, 10)]
+    assert impl.chunk_windows(3, 4, 2) == [(0, 3)], "a text shorter than one chunk is one chunk"
+    assert impl.chunk_windows(0, 4, 2) == []
+    with pytest.raises(ValueError):
+        impl.chunk_windows(10, 4, 4)
+
+
+@pytest.mark.task("chunking")
+def test_chunks_use_the_embedder_tokens_and_keep_the_original_text(impl, minilm):
+    tok = minilm.tokenizer
+    enc = tok(TEXT, add_special_tokens=False, return_offsets_mapping=True)
+    n = len(enc["input_ids"])
+    chunks = impl.chunk_text(TEXT, tok, size=32, overlap=8)
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    assert chunks[0].token_start == 0 and chunks[-1].token_end == n, \
+        f"chunks should span all {n} MiniLM tokens, got {chunks[0].token_start}..{chunks[-1].token_end}"
+    for a, b in zip(chunks, chunks[1:]):
+        assert a.token_end - b.token_start == 8, f"consecutive chunks should share 8 tokens, got {a.token_end - b.token_start}"
+    for c in chunks:
+        offsets = enc["offset_mapping"][c.token_start:c.token_end]
+        want = TEXT[offsets[0][0]:offsets[-1][1]]
+        assert c.text == want, f"chunk {c.index} text should be the original span of its tokens: {want!r}, got {c.text!r}"
+        assert c.token_end - c.token_start <= 32
+    assert impl.chunk_text("", tok) == []
+
+
+# --------------------------------------------------------------------------- ingest
+
+DOCS = {
+    "leave.md": "Every employee gets 25 days of paid vacation. Up to five unused days carry over until March.",
+    "travel.md": "The daily meal allowance while travelling is 60 euros. Economy class is the rule for flights.",
+    "long.md": " ".join(f"Paragraph {i} talks about the office coffee machine and its weekly cleaning." for i in range(8)),
+}
+
+
+@pytest.mark.task("ingest")
+def test_point_ids_are_deterministic_uuids(impl):
+    a, b = impl.point_id("docs/a.md", 0), impl.point_id("docs/a.md", 0)
+    assert a == b and uuid.UUID(a).version == 5, f"expected the same uuid5 twice, got {a} and {b}"
+    ids = {impl.point_id(d, i) for d in ("a", "a1", "b") for i in (0, 1, 11)}
+    assert len(ids) == 9, "different (doc, chunk) pairs must give different ids (watch 'a'+'11' vs 'a1'+'1')"
+
+
+@pytest.fixture(scope="module")
+def store(impl, minilm):
+    client = impl.connect(":memory:")
+    first = impl.ingest(client, "docs", minilm, dict(DOCS), size=16, overlap=4)
+    return client, first
+
+
+@pytest.mark.task("ingest")
+def test_first_ingest_writes_every_chunk_with_its_id(impl, minilm, store):
+    client, report = store
+    assert sorted(report.added) == sorted(DOCS) and report.chunks_written > len(DOCS), \
+        f"expected all 3 documents added in several chunks, got {report}"
+    points = all_points(client, "docs")
+    assert len(points) == report.chunks_written, f"{report.chunks_written} chunks reported, {len(points)} stored"
+    for p in points:
+        assert str(p.id) == str(uuid.UUID(impl.point_id(p.payload["doc_id"], p.payload["chunk"]))), \
+            "each point's id should be point_id(doc_id, chunk)"
+    want = {d: len(impl.chunk_windows(len(minilm.tokenizer(t, add_special_tokens=False)["input_ids"]), 16, 4))
+            for d, t in DOCS.items()}
+    got = {d: sum(p.payload["doc_id"] == d for p in points) for d in DOCS}
+    assert got == want, f"chunks per document should follow the tokenizer: expected {want}, got {got}"
+
+
+@pytest.mark.task("ingest")
+def test_reingesting_the_same_files_adds_nothing(impl, minilm, store):
+    client, _ = store
+    before = sorted(str(p.id) for p in all_points(client, "docs"))
+    report = impl.ingest(client, "docs", minilm, dict(DOCS), size=16, overlap=4)
+    assert sorted(report.unchanged) == sorted(DOCS) and report.chunks_written == 0, \
+        f"same content should be skipped, got {report}"
+    assert sorted(str(p.id) for p in all_points(client, "docs")) == before, "the stored points should not change"
+
+
+@pytest.mark.task("ingest")
+def test_a_changed_file_replaces_its_chunks_and_a_shorter_one_shrinks(impl, minilm):
+    client = impl.connect(":memory:")
+    impl.ingest(client, "c", minilm, dict(DOCS), size=16, overlap=4)
+    old_long = [p for p in all_points(client, "c") if p.payload["doc_id"] == "long.md"]
+    old_travel = [p for p in all_points(client, "c") if p.payload["doc_id"] == "travel.md"]
+    changed = dict(DOCS, **{"long.md": "Now a short note about tea.", "travel.md": DOCS["travel.md"] + " Trains win."})
+    report = impl.ingest(client, "c", minilm, changed, size=16, overlap=4)
+    assert sorted(report.replaced) == ["long.md", "travel.md"] and report.unchanged == ["leave.md"], \
+        f"expected long.md and travel.md replaced, leave.md unchanged, got {report}"
+    points = all_points(client, "c")
+    long_now = [p for p in points if p.payload["doc_id"] == "long.md"]
+    assert len(long_now) == 1 < len(old_long), f"long.md shrank to one chunk, {len(long_now)} stored"
+    assert long_now[0].payload["text"] == "Now a short note about tea."
+    travel = sorted((p.payload["chunk"], p.payload["text"]) for p in points if p.payload["doc_id"] == "travel.md")
+    want = [(c.index, c.text) for c in impl.chunk_text(changed["travel.md"], minilm.tokenizer, 16, 4)]
+    assert travel == want, "travel.md's stored chunks should be exactly the chunks of its new text"
+    assert report.chunks_deleted == len(old_long) + len(old_travel), \
+        f"expected {len(old_long) + len(old_travel)} old chunks deleted, got {report.chunks_deleted}"
+
+
+# --------------------------------------------------------------------------- retrieve
+
+@pytest.mark.task("retrieve")
+def test_retrieve_finds_the_planted_document(impl, store, minilm):
+    client, _ = store
+    hits = impl.retrieve(client, "docs", minilm, "How much can I spend on food per day on a business trip?", k=3)
+    assert len(hits) == 3, f"expected 3 hits, got {len(hits)}"
+    assert hits[0].doc_id == "travel.md", f"the meal-allowance chunk should rank first, got {hits[0]}"
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True), "hits should be best first"
+    assert hits[0].text in DOCS["travel.md"]
+
+
+@pytest.mark.task("retrieve")
+def test_prefixes_go_to_queries_and_passages_only(impl, minilm):
+    spy = RecordingEmbedder(minilm)
+    client = impl.connect(":memory:")
+    impl.ingest(client, "p", spy, {"a.md": DOCS["leave.md"]}, size=16, overlap=4, passage_prefix="passage: ")
+    passages = list(spy.seen)
+    assert passages and all(t.startswith("passage: ") for t in passages), f"passages should carry the prefix: {passages}"
+    spy.seen.clear()
+    impl.retrieve(client, "p", spy, "how many vacation days?", k=1, query_prefix="query: ")
+    assert spy.seen == ["query: how many vacation days?"], f"the query should be embedded with its prefix, got {spy.seen}"
+
+
+# --------------------------------------------------------------------------- prompt
+
+def hit(impl, score, doc, text):
+    return impl.Hit(score=score, doc_id=doc, chunk=0, text=text)
+
+
+@pytest.mark.task("prompt")
+def test_prompt_numbers_the_context_and_ends_with_the_question(impl):
+    hits = [hit(impl, 0.8, "a.md", "Alpha fact."), hit(impl, 0.5, "b.md", "Beta fact."),
+            hit(impl, 0.1, "c.md", "Gamma noise.")]
+    messages = impl.build_messages("What is alpha?", hits, min_score=0.3)
+    assert [m["role"] for m in messages] == ["system", "user"], "expected a system and a user message"
+    system, user = messages[0]["content"], messages[1]["content"]
+    assert impl.IDK in system and "ONLY" in system, "the system prompt should hold the only-context and IDK rules"
+    assert "[1] Alpha fact." in user and "[2] Beta fact." in user, f"context should be numbered best first: {user!r}"
+    assert "Gamma" not in user, "a hit below min_score must not reach the prompt"
+    assert user.index("What is alpha?") > user.index("Beta fact."), "the question should come after the context"
+
+
+@pytest.mark.task("prompt")
+def test_low_scores_mean_i_dont_know(impl):
+    assert impl.build_messages("Capital of Australia?", [hit(impl, 0.2, "a.md", "x")], min_score=0.35) is None
+    assert impl.build_messages("Anything?", [], min_score=0.35) is None
+
+
+# --------------------------------------------------------------------------- generate (real SmolLM2)
+
+@pytest.fixture(scope="module")
+def smollm2():
+    return assets.smollm2()
+
+
+@pytest.mark.slow
+@pytest.mark.task("generate")
+def test_streamed_text_equals_plain_greedy_generate(impl, smollm2):
+    import torch
+
+    model, tok = smollm2
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    streamed = "".join(impl.SmolLM2Generator(model, tok).stream(messages, max_new_tokens=12))
+    inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=12, do_sample=False, pad_token_id=tok.eos_token_id)
+    want = tok.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert streamed.strip() == want.strip(), f"streamed text should equal greedy generate: {want!r}, got {streamed!r}"
+    assert "Paris" in streamed, f"SmolLM2 should answer Paris, got {streamed!r}"
+
+
+@pytest.mark.slow
+@pytest.mark.task("generate")
+def test_stopping_the_stream_early_ends_generation(impl, smollm2):
+    model, tok = smollm2
+    gen = impl.SmolLM2Generator(model, tok)
+    stream = gen.stream([{"role": "user", "content": "Count from one to one hundred in words."}], max_new_tokens=200)
+    first = next(stream)
+    assert first, "the stream should yield text"
+    stream.close()          # what Starlette does when a client disconnects
+    assert not any(t.name != "MainThread" and t.is_alive() and "generate" in repr(t) for t in threading.enumerate()), \
+        "the generation thread should have stopped"
+    assert gen.lock.acquire(timeout=5), "the model lock should be free again after the stream is closed"
+    gen.lock.release()
+
+
+# --------------------------------------------------------------------------- service
+
+def test_read_sse_parses_events(impl):
+    lines = ["event: token", 'data: {"text": "hi"}', "", 'data: [1]', ""]
+    assert list(impl.read_sse(iter(lines))) == [("token", {"text": "hi"}), ("message", [1])]
+
+
+@pytest.mark.task("service")
+def test_sse_wire_format(impl):
+    assert impl.sse({"text": "Hi"}, "token") == 'event: token\ndata: {"text": "Hi"}\n\n'
+    assert impl.sse([1, 2]) == "data: [1, 2]\n\n"
+
+
+@pytest.fixture(scope="module")
+def server(impl, minilm):
+    client = impl.connect(":memory:")
+    impl.ingest(client, "docs", minilm, dict(DOCS), size=16, overlap=4)
+    generator = Scripted(["The ", "allowance ", "is ", "60 ", "euros ", "[1]."], delay=0.01)
+    app = impl.create_app(client, minilm, generator, k=2, min_score=0.35, max_body_bytes=20_000,
+                          chunk_size=16, chunk_overlap=4)
+    with impl.RunningServer(app, host="127.0.0.1", port=0) as running:
+        yield running, generator
+
+
+def stream_query(impl, url, payload):
+    with httpx.stream("POST", f"{url}/query", json=payload, timeout=60) as response:
+        assert response.status_code == 200, f"expected 200, got {response.status_code}: {response.read()!r}"
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return list(impl.read_sse(response.iter_lines()))
+
+
+@pytest.mark.task("service")
+def test_health_and_a_streamed_answer_with_citations(impl, server):
+    running, _ = server
+    health = httpx.get(f"{running.url}/health", timeout=10)
+    assert health.status_code == 200 and "docs" in health.json()["collections"], f"got {health.text}"
+    events = stream_query(impl, running.url, {"query": "What is the daily meal allowance when travelling?"})
+    names = [e for e, _ in events]
+    assert names[0] == "citations" and names[-1] == "done" and set(names[1:-1]) == {"token"}, \
+        f"expected citations, tokens, done; got {names}"
+    assert events[0][1][0]["doc_id"] == "travel.md" and events[0][1][0]["n"] == 1, f"citations: {events[0][1]}"
+    assert "".join(d["text"] for e, d in events if e == "token") == "The allowance is 60 euros [1]."
+    assert events[-1][1] == {"idk": False, "pieces": 6}
+
+
+@pytest.mark.task("service")
+def test_out_of_corpus_question_gets_i_dont_know_without_the_model(impl, server):
+    running, generator = server
+    calls = generator.calls
+    events = stream_query(impl, running.url, {"query": "Which planet has the most moons?"})
+    assert events[0] == ("citations", []), f"no citation should be offered, got {events[0]}"
+    assert [d["text"] for e, d in events if e == "token"] == [impl.IDK]
+    assert events[-1][1]["idk"] is True and generator.calls == calls, "the generator should not be called"
+
+
+@pytest.mark.task("service")
+def test_ingest_over_http_is_idempotent(impl, server):
+    running, _ = server
+    body = {"collection": "notes", "documents": [{"id": "n1", "text": "Bikes are leased over 36 months."}]}
+    first = httpx.post(f"{running.url}/ingest", json=body, timeout=60).json()
+    second = httpx.post(f"{running.url}/ingest", json=body, timeout=60).json()
+    assert first["added"] == ["n1"] and second["unchanged"] == ["n1"] and second["chunks_written"] == 0, \
+        f"first {first}, second {second}"
+
+
+@pytest.mark.task("service")
+@pytest.mark.parametrize("payload, status, reason", [
+    ({"query": ""}, 422, "query"),
+    ({"query": "   "}, 422, "query"),
+    ({"query": "hi", "collection": "nope"}, 404, "unknown collection"),
+    ({"query": "x" * 30_000}, 413, "limit"),
+    ({"collection": "docs"}, 422, "query"),
+])
+def test_bad_requests_get_4xx_with_a_reason(impl, server, payload, status, reason):
+    running, _ = server
+    response = httpx.post(f"{running.url}/query", json=payload, timeout=30)
+    assert response.status_code == status, f"{payload!r:.60}: expected {status}, got {response.status_code}"
+    assert reason in json.dumps(response.json()["detail"]), f"the reason should mention {reason!r}: {response.text[:200]}"
+
+
+@pytest.mark.task("service")
+def test_concurrent_streams_all_complete(impl, server):
+    import asyncio
+
+    running, _ = server
+
+    async def one(client, i):
+        async with client.stream("POST", f"{running.url}/query",
+                                 json={"query": "What is the daily meal allowance when travelling?"}) as response:
+            lines = [line async for line in response.aiter_lines()]
+        return response.status_code, list(impl.read_sse(iter(lines)))
+
+    async def many():
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(*(one(client, i) for i in range(6)))
+
+    results = asyncio.run(many())
+    for status, events in results:
+        assert status == 200, f"every stream should succeed, got {status}"
+        tokens = "".join(d["text"] for e, d in events if e == "token")
+        assert tokens == "The allowance is 60 euros [1]." and events[-1][0] == "done", \
+            f"every stream should deliver all 6 pieces and a done event, got {tokens!r}, last {events[-1]}"
