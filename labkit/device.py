@@ -1,6 +1,7 @@
 """One place that picks the device: CUDA when present, else CPU; LABKIT_DEVICE overrides (e.g. `cpu`, `cuda:1`)."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 
@@ -29,6 +30,20 @@ def autocast_dtype(device) -> "torch.dtype | None":
     import torch
 
     return torch.bfloat16 if torch.device(device).type == "cuda" else None
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run torch's CPU work on `n` threads inside the block, then restore the previous count.
+    Tiny models are faster on one thread: hand-offs between threads cost more than the matmuls."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def seed_everything(seed: int = 0) -> None:

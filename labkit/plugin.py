@@ -161,6 +161,15 @@ def device():
     return devices.pick_device()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """A module of tiny-model tests opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`: torch runs
+    on one CPU thread for the module (restored after), which is faster for tiny tensors and steadier when the
+    machine is shared."""
+    with devices.torch_threads(1):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     devices.seed_everything(0)

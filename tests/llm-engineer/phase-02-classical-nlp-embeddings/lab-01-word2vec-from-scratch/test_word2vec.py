@@ -8,13 +8,7 @@ import torch
 from labkit import checks
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny embedding ops run faster on one thread than on two busy cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread (labkit plugin)
 
 
 # ------------------------------------------------------------------ vocabulary

@@ -7,12 +7,7 @@ import torch
 from scipy.stats import spearmanr
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread (labkit plugin)
 
 
 # ------------------------------------------------------------------ co-occurrence

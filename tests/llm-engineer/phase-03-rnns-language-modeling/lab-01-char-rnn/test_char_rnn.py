@@ -16,13 +16,7 @@ from labkit.checks import assert_close_to_reference, assert_gradients_match, ass
 PARAM_KEYS = ("W_xh", "W_hh", "b_h", "W_hy", "b_y")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny step-by-step models run fastest on one thread; several threads spin badly on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread (labkit plugin)
 
 
 # ----------------------------------------------------------------------------- vocabulary

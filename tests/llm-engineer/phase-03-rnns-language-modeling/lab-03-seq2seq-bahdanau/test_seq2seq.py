@@ -12,13 +12,7 @@ import torch.nn as nn
 from labkit.checks import assert_close_to_reference, assert_initial_loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny step-by-step models run fastest on one thread; several threads spin badly on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread (labkit plugin)
 
 
 def _src_batch(impl, texts):

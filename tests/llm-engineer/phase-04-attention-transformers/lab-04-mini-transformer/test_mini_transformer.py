@@ -9,6 +9,8 @@ import torch.nn.functional as F
 
 from labkit import checks
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread (labkit plugin)
+
 
 def small_config(impl, **overrides):
     fields = dict(vocab_size=50, n_layer=2, n_head=4, d_model=32, d_ff=64, block_size=12)

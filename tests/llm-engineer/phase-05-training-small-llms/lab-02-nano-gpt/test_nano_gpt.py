@@ -9,6 +9,8 @@ import torch.nn as nn
 
 from labkit import checks
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread (labkit plugin)
+
 
 def tiny(impl, **overrides):
     fields = dict(vocab_size=70, block_size=16, n_layer=2, n_head=2, d_model=32)
