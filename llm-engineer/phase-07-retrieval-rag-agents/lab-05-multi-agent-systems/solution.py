@@ -1,0 +1,412 @@
+"""Lab 05: a small multi-agent system: planner, worker and critic over a message bus and a shared blackboard.
+
+What you build, one idea per function:
+  a message bus (one inbox per agent, a full log, a hard turn limit shared by the whole team)
+  -> a blackboard: shared memory every agent reads, with the author and version of every write
+  -> a cost ledger: prompt and reply tokens per agent, so "more agents" comes with a price tag
+  -> a grounded critic that accepts an answer only when a computation on the blackboard backs it
+  -> the orchestrator: plan -> work (lab 04's ReAct loop and tools) -> critique -> revise, within the limits
+  -> the comparison: one agent alone versus the team, on lab 04's multi-step tasks.
+
+Scripted models make the mechanics testable and show the pattern the team is built for (a worker that answers
+too early is sent back by the critic); the real run uses SmolLM2-135M for every role, with lab 04's constrained
+decoding so each reply is valid JSON.
+
+Run it:  python solution.py                (scripted comparison, then SmolLM2 on 3 tasks)
+         python solution.py --tasks 10     (SmolLM2 on all 10 tasks, several minutes on 2 cores)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+import labkit
+from labkit import assets
+
+agents = labkit.reuse("lab-04-agents-tool-use")  # tools, ReAct loop, scripted model, constrained decoding
+
+
+# ---------------------------------------------------------------- the message bus
+
+class TurnLimitReached(RuntimeError):
+    pass
+
+
+@dataclass
+class Message:
+    turn: int
+    sender: str
+    recipient: str
+    kind: str  # "task" | "plan" | "answer" | "verdict" | ...
+    content: object
+
+
+class MessageBus:
+    """Point-to-point messages with one FIFO inbox per recipient, a log of everything sent, and a turn counter
+    that every agent call draws from: the team as a whole gets `max_turns` model calls."""
+
+    def __init__(self, max_turns: int = 20):
+        if max_turns < 1:
+            raise ValueError(f"max_turns must be at least 1, got {max_turns}")
+        self.max_turns = max_turns
+        self.turns = 0
+        self.log: list[Message] = []
+        self.inboxes: dict[str, deque[Message]] = defaultdict(deque)
+
+    def publish(self, sender: str, recipient: str, kind: str, content: object) -> Message:
+        # BEGIN SOLUTION [message-bus] Stamp the message with the current turn, log it, queue it in the recipient's inbox.
+        message = Message(self.turns, sender, recipient, kind, content)
+        self.log.append(message)
+        self.inboxes[recipient].append(message)
+        return message
+        # END SOLUTION
+
+    def receive(self, agent: str) -> list[Message]:
+        """Every message waiting for `agent`, oldest first; the inbox is empty afterwards."""
+        # BEGIN SOLUTION [message-bus] Drain the agent's deque from the left.
+        inbox = self.inboxes[agent]
+        return [inbox.popleft() for _ in range(len(inbox))]
+        # END SOLUTION
+
+    def take_turn(self, agent: str) -> int:
+        """Count one model call; raise TurnLimitReached once the team's budget is spent."""
+        # BEGIN SOLUTION [message-bus] Refuse when turns == max_turns (naming the agent), else increment and return the new count.
+        if self.turns >= self.max_turns:
+            raise TurnLimitReached(f"{agent} wanted turn {self.turns + 1}, the team's limit is {self.max_turns}")
+        self.turns += 1
+        return self.turns
+        # END SOLUTION
+
+
+# ---------------------------------------------------------------- shared memory
+
+@dataclass
+class Entry:
+    key: str
+    value: object
+    author: str
+    version: int
+
+
+class Blackboard:
+    """Shared memory: the latest value per key, plus every write in order (who wrote what, which version)."""
+
+    def __init__(self):
+        self.current: dict[str, Entry] = {}
+        self.history: list[Entry] = []
+
+    def write(self, key: str, value: object, author: str) -> Entry:
+        if not key:
+            raise ValueError("a blackboard key must be a non-empty string")
+        # BEGIN SOLUTION [blackboard] The new version is one more than the key's current one (1 for a new key); store it as current and append to history.
+        version = self.current[key].version + 1 if key in self.current else 1
+        entry = Entry(key, value, author, version)
+        self.current[key] = entry
+        self.history.append(entry)
+        return entry
+        # END SOLUTION
+
+    def read(self, key: str, default=None):
+        entry = self.current.get(key)
+        return entry.value if entry else default
+
+    def snapshot(self) -> dict:
+        """{key: value} of the current entries, in first-written order."""
+        # BEGIN SOLUTION [blackboard] A dict comprehension over the current entries.
+        return {key: entry.value for key, entry in self.current.items()}
+        # END SOLUTION
+
+
+# ---------------------------------------------------------------- cost accounting
+
+class CostLedger:
+    """Tokens in (the whole prompt, every call: agents re-read their context) and out, per agent."""
+
+    def __init__(self, count_tokens: Callable[[str], int]):
+        self.count_tokens = count_tokens
+        self.per_agent: dict[str, dict[str, int]] = {}
+
+    def record(self, agent: str, prompt: str, reply: str) -> None:
+        # BEGIN SOLUTION [cost-ledger] Per agent: calls += 1, tokens_in += count(prompt), tokens_out += count(reply).
+        row = self.per_agent.setdefault(agent, {"calls": 0, "tokens_in": 0, "tokens_out": 0})
+        row["calls"] += 1
+        row["tokens_in"] += self.count_tokens(prompt)
+        row["tokens_out"] += self.count_tokens(reply)
+        # END SOLUTION
+
+    def total(self) -> dict[str, int]:
+        keys = ("calls", "tokens_in", "tokens_out")
+        return {k: sum(row[k] for row in self.per_agent.values()) for k in keys}
+
+
+def gpt2_token_counter() -> Callable[[str], int]:
+    encoding = assets.tiktoken_encoding("gpt2")
+    return lambda text: len(encoding.encode(text, disallowed_special=()))
+
+
+class Agent:
+    """A named role around a model callable: each call takes a turn from the bus and is charged to the ledger."""
+
+    def __init__(self, name: str, model: Callable[[list[dict]], str], bus: MessageBus, ledger: CostLedger):
+        self.name, self.model, self.bus, self.ledger = name, model, bus, ledger
+
+    def __call__(self, messages: list[dict]) -> str:
+        self.bus.take_turn(self.name)
+        reply = self.model(messages)
+        self.ledger.record(self.name, "\n".join(m["content"] for m in messages), reply)
+        return reply
+
+
+# ---------------------------------------------------------------- the critic
+
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+COMPUTE_TOOLS = ("calculator", "python")
+
+
+def grounded_verdict(answer: str | None, board: dict) -> dict:
+    """The rule a careful reviewer applies to these tasks: an answer is accepted only when its first number equals
+    (to 0.01) the latest calculator/python result on the blackboard. Otherwise a revise verdict says why."""
+    # BEGIN SOLUTION [grounded-critic] Find the last board entry whose key starts with a compute tool; compare the first numbers of it and of the answer (commas removed).
+    results = [value for key, value in board.items() if key.startswith(COMPUTE_TOOLS)]
+    if not results:
+        return {"verdict": "revise", "feedback": "no calculation backs this answer: compute it with a tool first"}
+    computed = NUMBER.search(str(results[-1]).replace(",", ""))
+    given = NUMBER.search(str(answer or "").replace(",", ""))
+    if computed and given and abs(float(computed.group()) - float(given.group())) <= 0.01:
+        return {"verdict": "accept", "feedback": "the answer matches the latest computation"}
+    return {"verdict": "revise", "feedback": f"the answer does not match the latest computed result {results[-1]}"}
+    # END SOLUTION
+
+
+class GroundedCritic:
+    """A deterministic critic model: reads the JSON the orchestrator sends and applies grounded_verdict."""
+
+    def __call__(self, messages: list[dict]) -> str:
+        review = json.loads(messages[-1]["content"])
+        return json.dumps(grounded_verdict(review["answer"], review["blackboard"]))
+
+
+# ---------------------------------------------------------------- the orchestrator
+
+PLANNER_SYSTEM = "You are the planner. Split the task into short steps. Reply as JSON: {\"plan\": \"step 1; step 2\"}."
+CRITIC_SYSTEM = ("You are the critic. Accept the answer only if a calculation on the blackboard backs it. Reply as "
+                 "JSON: {\"verdict\": \"accept\" or \"revise\", \"feedback\": \"...\"}.")
+
+
+@dataclass
+class TeamResult:
+    answer: str | None
+    stop_reason: str  # "accepted" | "revisions_exhausted" | "turn_limit"
+    turns: int
+    revisions: int
+    board: Blackboard = field(default_factory=Blackboard)
+
+
+def parse_plan(reply: str) -> list[str]:
+    """Steps from {"plan": "a; b"} or {"plan": ["a", "b"]}; a reply that is not such JSON becomes one step."""
+    try:
+        plan = json.loads(reply).get("plan", "")
+    except (json.JSONDecodeError, AttributeError):
+        return [reply.strip()]
+    steps = plan if isinstance(plan, list) else re.split(r"[;\n]", str(plan))
+    return [str(s).strip() for s in steps if str(s).strip()] or [reply.strip()]
+
+
+def parse_verdict(reply: str) -> dict:
+    """{"verdict": "accept"|"revise", "feedback": str}; anything unreadable counts as a revise."""
+    try:
+        data = json.loads(reply)
+        if data.get("verdict") in ("accept", "revise"):
+            return {"verdict": data["verdict"], "feedback": str(data.get("feedback", ""))}
+    except (json.JSONDecodeError, AttributeError):
+        pass
+    return {"verdict": "revise", "feedback": "the critic's reply was unreadable"}
+
+
+def tool_calls(messages: list[dict]) -> list[tuple[str, dict, str]]:
+    """(tool, args, observation) for each executed call in a ReAct transcript from lab 04's run_agent."""
+    calls = []
+    for reply, answer in zip(messages, messages[1:]):
+        if reply["role"] != "assistant" or answer["role"] != "user":
+            continue
+        try:
+            action = json.loads(reply["content"])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(action, dict) and "tool" in action:
+            calls.append((action["tool"], action.get("args", {}), answer["content"].removeprefix("Observation: ")))
+    return calls
+
+
+def run_team(task: str, planner: Agent, worker: Agent, critic: Agent, registry, bus: MessageBus,
+             board: Blackboard | None = None, max_revisions: int = 2, worker_steps: int = 4) -> TeamResult:
+    """Plan once, then up to 1 + max_revisions rounds of (worker's ReAct loop -> critic's verdict).
+
+    Everything an agent learns goes on the blackboard (plan, each tool result, the answer, the verdict); every
+    hand-over goes through the bus. A spent turn budget ends the run wherever it happens.
+    """
+    board = board or Blackboard()
+    revisions = 0
+    # BEGIN SOLUTION [orchestrator] Planner -> board["plan"]; each round: worker runs lab 04's run_agent on task + plan + board + feedback, tool results and the answer go to the board, the critic reviews JSON {task, answer, blackboard}; accept ends it; TurnLimitReached ends it too.
+    try:
+        bus.publish("user", "planner", "task", task)
+        plan = parse_plan(planner([{"role": "system", "content": PLANNER_SYSTEM}, {"role": "user", "content": task}]))
+        board.write("plan", plan, planner.name)
+        bus.publish(planner.name, worker.name, "plan", plan)
+        feedback = None
+        for round_ in range(max_revisions + 1):
+            revisions = round_
+            brief = [f"Task: {task}", "Plan: " + "; ".join(plan)]
+            known = {k: v for k, v in board.snapshot().items() if k not in ("plan", "answer", "verdict")}
+            if known:
+                brief.append("Known results: " + json.dumps(known))
+            if feedback:
+                brief.append(f"Critic feedback: {feedback}")
+            result = agents.run_agent(worker, registry, "\n".join(brief), max_steps=worker_steps)
+            for tool, args, observation in tool_calls(result.messages):
+                board.write(f"{tool}({json.dumps(args, sort_keys=True)})", observation, worker.name)
+            board.write("answer", result.answer, worker.name)
+            bus.publish(worker.name, critic.name, "answer", result.answer)
+            review = json.dumps({"task": task, "answer": result.answer, "blackboard": board.snapshot()})
+            verdict = parse_verdict(critic([{"role": "system", "content": CRITIC_SYSTEM},
+                                            {"role": "user", "content": review}]))
+            board.write("verdict", verdict, critic.name)
+            bus.publish(critic.name, worker.name, "verdict", verdict)
+            if verdict["verdict"] == "accept" and result.answer is not None:
+                return TeamResult(result.answer, "accepted", bus.turns, revisions, board)
+            feedback = verdict["feedback"]
+        return TeamResult(board.read("answer"), "revisions_exhausted", bus.turns, revisions, board)
+    except TurnLimitReached:
+        return TeamResult(board.read("answer"), "turn_limit", bus.turns, revisions, board)
+    # END SOLUTION
+
+
+def run_single(task: str, model, registry, ledger: CostLedger, max_turns: int = 8) -> tuple[str | None, str]:
+    """The baseline: one agent, lab 04's loop, the same turn budget idea and the same ledger."""
+    bus = MessageBus(max_turns)
+    try:
+        result = agents.run_agent(Agent("single", model, bus, ledger), registry, task, max_steps=max_turns)
+        return result.answer, result.stop_reason
+    except TurnLimitReached:
+        return None, "turn_limit"
+
+
+# ---------------------------------------------------------------- scripted scenario and the comparison
+
+def hasty_worker_script(task: dict, hasty: bool) -> list[dict]:
+    """Lab 04's reference tool calls; a hasty worker first answers straight after its first search (the classic
+    premature-answer failure), then, if asked again, finishes the job."""
+    script = task["script"]
+    if not hasty:
+        return script
+    early = {"thought": "The search result looks like the answer.", "final_answer": "{last}"}
+    return [script[0], early, *script[1:]]
+
+
+def compare(tasks: list[dict], make_models: Callable[[dict], dict], count_tokens, registry, max_turns: int = 12,
+            progress: bool = False) -> dict:
+    """Success and token costs of the single agent and of the team on the same tasks.
+
+    make_models(task) -> {"single": model, "planner": ..., "worker": ..., "critic": ...} (fresh per task)."""
+    rows = {"single": [], "team": []}
+    ledgers = {"single": CostLedger(count_tokens), "team": CostLedger(count_tokens)}
+    for task in tqdm(tasks, desc="tasks", disable=not progress):
+        models = make_models(task)
+        answer, _ = run_single(task["question"], models["single"], registry, ledgers["single"], max_turns)
+        rows["single"].append(agents.solved(answer, task))
+        bus = MessageBus(max_turns)
+        team = {role: Agent(role, models[role], bus, ledgers["team"]) for role in ("planner", "worker", "critic")}
+        result = run_team(task["question"], team["planner"], team["worker"], team["critic"], registry, bus)
+        rows["team"].append(agents.solved(result.answer, task))
+    return {name: {"solved": sum(ok), "of": len(ok), **ledgers[name].total(),
+                   "per_agent": ledgers[name].per_agent} for name, ok in rows.items()}
+
+
+def scripted_models(task: dict) -> dict:
+    index = int(task["id"].lstrip("t"))
+    hasty = index % 2 == 0  # every other task: the worker answers too early
+    return {"single": agents.ScriptedModel(hasty_worker_script(task, hasty)),
+            "planner": agents.ScriptedModel([{"plan": "look up the facts; compute; answer with the number"}]),
+            "worker": agents.ScriptedModel(hasty_worker_script(task, hasty)),
+            "critic": GroundedCritic()}
+
+
+class ConstrainedRole:
+    """SmolLM2 in a fixed role, its reply decoded under a flat JSON schema (lab 04's constrained decoding)."""
+
+    def __init__(self, model, tokenizer, vocab, schema: dict):
+        self.model, self.tokenizer, self.vocab = model, tokenizer, vocab
+        self.machine = agents.JsonSchemaMachine(schema)
+
+    def __call__(self, messages: list[dict]) -> str:
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+        return agents.constrained_generate(self.model, self.vocab, self.machine, ids)
+
+
+def print_comparison(title: str, result: dict) -> None:
+    print(f"\n{title}")
+    print(f"  {'setup':<8}{'solved':>8}{'calls':>7}{'tokens in':>11}{'tokens out':>12}")
+    for name, row in result.items():
+        print(f"  {name:<8}{row['solved']:>5}/{row['of']:<2}{row['calls']:>7}{row['tokens_in']:>11}{row['tokens_out']:>12}")
+    for agent, row in result["team"]["per_agent"].items():
+        print(f"    team {agent:<8} calls {row['calls']:>3}  in {row['tokens_in']:>6}  out {row['tokens_out']:>5}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=3, help="tasks for the SmolLM2 comparison (0 skips it)")
+    parser.add_argument("--max-turns", type=int, default=12, help="model calls per task, for each setup")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 avoids oversubscription on a "
+                        "shared machine; 0 = torch's default)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    labkit.seed_everything(0)
+    registry, tasks, counter = agents.default_tools(), agents.load_tasks(), gpt2_token_counter()
+
+    bus, ledger = MessageBus(12), CostLedger(counter)
+    demo = scripted_models(tasks[1])
+    team = {role: Agent(role, demo[role], bus, ledger) for role in ("planner", "worker", "critic")}
+    result = run_team(tasks[1]["question"], team["planner"], team["worker"], team["critic"], registry, bus)
+    print(f"one scripted team run on {tasks[1]['question']!r}: {result.stop_reason} with {result.answer!r} "
+          f"after {result.turns} turns, {result.revisions} revision(s)")
+    for message in bus.log:
+        print(f"  turn {message.turn:>2} {message.sender:>8} -> {message.recipient:<8} {message.kind:<8} "
+              f"{json.dumps(message.content)[:70]}")
+
+    print_comparison("scripted comparison (the worker answers too early on every other task; counts use GPT-2 BPE)",
+                     compare(tasks, scripted_models, counter, registry, args.max_turns))
+    if args.tasks <= 0:
+        return
+    model, tokenizer = assets.smollm2()
+    vocab = agents.TokenVocab.from_tokenizer(tokenizer)
+    planner_schema = {"type": "object", "properties": {"plan": {"type": "string", "minLength": 1, "maxLength": 80}}}
+    critic_schema = {"type": "object", "properties": {"verdict": {"enum": ["accept", "revise"]},
+                                                      "feedback": {"type": "string", "maxLength": 60}}}
+
+    def real_models(task):
+        worker = agents.ConstrainedLLM(model, tokenizer, registry)
+        worker.vocab = vocab
+        single = agents.ConstrainedLLM(model, tokenizer, registry)
+        single.vocab = vocab
+        return {"single": single, "worker": worker, "planner": ConstrainedRole(model, tokenizer, vocab, planner_schema),
+                "critic": ConstrainedRole(model, tokenizer, vocab, critic_schema)}
+
+    t = time.perf_counter()
+    real = compare(tasks[: args.tasks], real_models, lambda text: len(tokenizer.encode(text)), registry,
+                   args.max_turns, progress=True)
+    print_comparison(f"SmolLM2-135M for every role ({args.tasks} tasks, {time.perf_counter() - t:.0f} s; "
+                     "counts use SmolLM2's tokenizer)", real)
+
+
+if __name__ == "__main__":
+    labkit.run(main)
