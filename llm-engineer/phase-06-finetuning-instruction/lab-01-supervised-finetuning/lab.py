@@ -262,10 +262,10 @@ def main(argv=None):
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters ({trainable / 1e6:.1f}M trained), "
           f"{'bf16' if bf16 else 'fp32'}")
 
+    print(f"\nrendered example:\n{render_chat(tokenizer, train_rows[0]['instruction'], train_rows[0]['response'])}")
     example = tokenize_example(tokenizer, train_rows[0]["instruction"], train_rows[0]["response"])
     shown = "".join(tokenizer.decode([t]) if lab != IGNORE else "·" for t, lab in
                     zip(example["input_ids"], example["labels"]))
-    print(f"\nrendered example:\n{render_chat(tokenizer, train_rows[0]['instruction'], train_rows[0]['response'])}")
     print(f"tokens that carry loss (· = masked):\n{shown}\n")
 
     train = [tokenize_example(tokenizer, r["instruction"], r["response"]) for r in train_rows]
