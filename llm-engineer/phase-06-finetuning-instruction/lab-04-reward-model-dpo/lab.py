@@ -259,20 +259,21 @@ def main(argv: list[str] | None = None) -> None:
 
         model, tokenizer = assets.smollm2()
         model.train()
-        lr, batch_size, n_train = 5e-6, 8, 64
+        lr, batch_size, n_train, n_test, rm_pairs, rm_steps = 5e-6, 4, 32, 32, 8, 3  # 135M params on a CPU
     else:
         tokenizer = tiny_tokenizer()
         model = tiny_llama(len(tokenizer), seed=args.seed)
-        lr, batch_size, n_train = 5e-3, 16, 256
+        lr, batch_size, n_train, n_test, rm_pairs, rm_steps = 5e-3, 16, 256, 200, 64, 40
     train_rows = preference_pairs(n_train, seed=args.seed)
-    test_batch = encode_pairs(tokenizer, preference_pairs(200, seed=args.seed + 1))
+    test_batch = encode_pairs(tokenizer, preference_pairs(n_test, seed=args.seed + 1))
     print(f"model: {args.model} ({sum(p.numel() for p in model.parameters()):,} parameters), "
-          f"{len(train_rows)} training pairs, 200 held-out pairs, beta={args.beta}")
+          f"{len(train_rows)} training pairs, {n_test} held-out pairs, beta={args.beta}")
 
     # 1. A Bradley-Terry reward model on the same backbone (a copy), trained on the pairs.
     rm = RewardModel.from_causal_lm(model)
     t0 = time.time()
-    losses = train_reward_model(rm, encode_pairs(tokenizer, train_rows[:64]), steps=40 if args.model == "tiny" else 5)
+    losses = train_reward_model(rm, encode_pairs(tokenizer, train_rows[:rm_pairs]), steps=rm_steps,
+                                lr=3e-3 if args.model == "tiny" else 1e-5)
     with torch.no_grad():
         scores = rm(test_batch["input_ids"], test_batch["attention_mask"])
     n = scores.size(0) // 2

@@ -306,18 +306,15 @@ def test_api_generator_fails_in_one_line_without_a_key(impl, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.task("curate")
 def test_smollm2_end_to_end(impl, tmp_path):
-    import torch
     from labkit import assets
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread: much faster than two on a shared 2-core machine
-    try:
+    from labkit.device import torch_threads
+
+    with torch_threads(1):  # one thread: much faster than two on a shared 2-core machine
         model, tok = assets.smollm2()
         seeds = [r["instruction"] for r in impl.read_jsonl(impl.SEED_FILE)]
         got = impl.self_instruct(impl.LocalModelGenerator(model, tok, chat=False, max_new_tokens=16),
                                  impl.LocalModelGenerator(model, tok, chat=True, max_new_tokens=16), seeds, n=4)
-    finally:
-        torch.set_num_threads(before)
     assert got, "SmolLM2 should produce at least one parsable instruction out of 4"
     kept, report = impl.curate(got, [r["question"] for r in impl.read_jsonl(impl.EVAL_FILE)])
     assert report["input"] == len(got) and report["kept"] == len(kept)

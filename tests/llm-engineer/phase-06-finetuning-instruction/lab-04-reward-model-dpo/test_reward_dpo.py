@@ -12,13 +12,7 @@ from transformers import LlamaForSequenceClassification
 trl = pytest.importorskip("trl")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny matmuls: one thread avoids oversubscribing a shared 2-core machine (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one torch thread (the plugin's fixture)
 
 
 @pytest.fixture(scope="module")
