@@ -107,7 +107,7 @@ def cmd_progress(_args) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "results.json"
-        _pytest([*_lab_test_dirs(), "--impl=lab", "-q", "--tb=no", "-p", "no:warnings",
+        _pytest([*_lab_test_dirs(), "--impl=lab", "-q", "--tb=no", "-rN", "-p", "no:warnings", "--no-header",
                  f"--labkit-json={report}"])
         results = json.loads(report.read_text()) if report.exists() else {}
     summary = summarize(results)
