@@ -1,0 +1,336 @@
+"""Lab 03: hybrid retrieval and re-ranking: BM25 + dense embeddings, fused with RRF, re-ranked by a cross-encoder.
+
+What you build, one idea per function:
+  BM25 from scratch (exactly rank_bm25's BM25Okapi, Robertson IDF with its epsilon floor)
+  -> dense retrieval with the packaged MiniLM sentence embedder (cosine = dot product of unit vectors)
+  -> reciprocal rank fusion of the two rankings (score = sum over rankings of 1 / (k + rank), k = 60)
+  -> a cross-encoder re-ranker made from the same MiniLM weights plus a fresh 1-logit head, trained in seconds
+     on the lab's own training queries, and an LLM re-ranker (SmolLM2 asked "relevant? Yes/No")
+  -> nDCG@10, MRR@10 and recall@10 for every stage, with the latency each stage adds.
+
+Data: an invented appliance help centre (data/corpus.jsonl, 154 short documents) with 38 labelled test queries
+and 60 training queries (see DATASETS.md). Error-code questions favour BM25, paraphrased how-to questions favour
+embeddings; the fusion is meant to keep the best of both.
+
+Run it:  python solution.py                    (BM25, dense, hybrid, hybrid + cross-encoder)
+         python solution.py --llm-rerank       (adds the SmolLM2 re-ranker, about 30 s more on 2 cores)
+"""
+# This file is generated from solution.py by `make scaffold`; edit the TODOs, not the generator's output.
+# Check your work with `make check LAB=<this lab's folder>`.
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import labkit
+from labkit import assets
+
+DATA = Path(__file__).resolve().parent / "data"
+TOKEN = re.compile(r"\w+(?:-\w+)*")  # keeps codes such as "e-417" and words such as "wi-fi" whole
+
+
+# ---------------------------------------------------------------- data
+
+def load_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def load_data(folder: Path = DATA) -> tuple[list[dict], list[dict], list[dict]]:
+    """(corpus, test queries, training queries). Each query has `relevant`: {doc id: grade (1 or 2)}."""
+    return (load_jsonl(folder / "corpus.jsonl"), load_jsonl(folder / "queries.jsonl"),
+            load_jsonl(folder / "train_queries.jsonl"))
+
+
+def doc_text(doc: dict) -> str:
+    return f"{doc['title']}. {doc['text']}"
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased word tokens; hyphenated runs stay one token."""
+    return TOKEN.findall(text.lower())
+
+
+# ---------------------------------------------------------------- BM25
+
+class BM25:
+    """Okapi BM25 over pre-tokenised documents, with rank_bm25.BM25Okapi's exact conventions.
+
+    score(q, d) = sum over query tokens t of  idf(t) * f(t,d) * (k1 + 1) / (f(t,d) + k1 * (1 - b + b * |d| / avgdl))
+    idf(t)      = ln(N - n_t + 0.5) - ln(n_t + 0.5)       (Robertson; negative when t is in more than half the docs)
+    negative idfs are replaced by epsilon * (mean idf over the whole vocabulary), so common words still count a bit.
+    A query token repeated twice counts twice; an unknown token adds nothing.
+    """
+
+    def __init__(self, corpus_tokens: list[list[str]], k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25):
+        if not corpus_tokens:
+            raise ValueError("BM25 needs at least one document; got an empty corpus")
+        self.k1, self.b, self.epsilon = k1, b, epsilon
+        # TODO [bm25]: Per document: a Counter and its length; df counts each term once per document; then Robertson IDF with the epsilon floor for negative values.
+        raise NotImplementedError('TODO [bm25]: Per document: a Counter and its length; df counts each term once per document; then Robertson IDF with the epsilon floor for negative values.')
+
+    def scores(self, query_tokens: list[str]) -> np.ndarray:
+        """BM25 score of every document for the query. Shape (n_docs,)."""
+        # TODO [bm25]: Loop over query tokens; the saturated term frequency times the idf, vectorised over documents.
+        raise NotImplementedError('TODO [bm25]: Loop over query tokens; the saturated term frequency times the idf, vectorised over documents.')
+
+
+def top_k(scores: np.ndarray, k: int) -> list[int]:
+    """Indices of the k highest scores, best first; ties go to the lower index (a stable sort)."""
+    return [int(i) for i in np.argsort(-np.asarray(scores), kind="stable")[:k]]
+
+
+# ---------------------------------------------------------------- dense retrieval
+
+class DenseIndex:
+    """Unit-length MiniLM embeddings of every document; a query's cosine scores are one matrix-vector product."""
+
+    def __init__(self, embedder, texts: list[str], batch_size: int = 64):
+        self.embedder = embedder
+        # TODO [dense]: Encode the documents once, normalised, as float32 numpy; shape (n_docs, 384).
+        raise NotImplementedError('TODO [dense]: Encode the documents once, normalised, as float32 numpy; shape (n_docs, 384).')
+
+    def scores(self, query: str) -> np.ndarray:
+        """Cosine similarity of the query with every document. Shape (n_docs,)."""
+        # TODO [dense]: Encode the query the same way; unit vectors make the dot product the cosine.
+        raise NotImplementedError('TODO [dense]: Encode the query the same way; unit vectors make the dot product the cosine.')
+
+
+# ---------------------------------------------------------------- fusion
+
+def rrf(rankings: list[list[str]], k: int = 60) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion: score(d) = sum over rankings containing d of 1 / (k + rank), rank starting at 1.
+
+    Only ranks matter, never the raw scores, so BM25's unbounded scores and cosines in [-1, 1] mix without any
+    calibration. Returns (doc id, score) best first; equal scores keep the order in which ids were first seen.
+    """
+    if k < 0:
+        raise ValueError(f"rrf's k must be >= 0 (60 is the usual value), got {k}")
+    # TODO [rrf]: Accumulate 1/(k + rank) per id across rankings (rank 1 = first), then sort by score, stable.
+    raise NotImplementedError('TODO [rrf]: Accumulate 1/(k + rank) per id across rankings (rank 1 = first), then sort by score, stable.')
+
+
+# ---------------------------------------------------------------- metrics
+
+def ndcg_at_k(ranked: list[str], relevant: dict[str, int], k: int = 10) -> float:
+    """nDCG@k with linear gains (scikit-learn's ndcg_score convention): DCG = sum_i rel_i / log2(i + 1), i from 1,
+    divided by the DCG of the ideal ordering of all the query's relevant documents."""
+    # TODO [metrics]: DCG of the first k ids; the ideal DCG from the grades sorted high to low; 0 when there is nothing relevant.
+    raise NotImplementedError('TODO [metrics]: DCG of the first k ids; the ideal DCG from the grades sorted high to low; 0 when there is nothing relevant.')
+
+
+def mrr_at_k(ranked: list[str], relevant: dict[str, int], k: int = 10) -> float:
+    """1 / rank of the first relevant document in the top k, or 0."""
+    # TODO [metrics]: Walk the first k ids; return 1/rank at the first one with a positive grade.
+    raise NotImplementedError('TODO [metrics]: Walk the first k ids; return 1/rank at the first one with a positive grade.')
+
+
+def recall_at_k(ranked: list[str], relevant: dict[str, int], k: int = 10) -> float:
+    """Share of the relevant documents (grade > 0) found in the top k."""
+    # TODO [metrics]: Count relevant ids among the first k, divide by the number of relevant ids.
+    raise NotImplementedError('TODO [metrics]: Count relevant ids among the first k, divide by the number of relevant ids.')
+
+
+def evaluate(runs: dict[str, list[str]], queries: list[dict], k: int = 10) -> dict[str, float]:
+    """Mean nDCG@k, MRR@k and recall@k over the queries; `runs` maps a query id to its ranked doc ids."""
+    rows = [(ndcg_at_k(runs[q["qid"]], q["relevant"], k), mrr_at_k(runs[q["qid"]], q["relevant"], k),
+             recall_at_k(runs[q["qid"]], q["relevant"], k)) for q in queries]
+    ndcg, mrr, recall = np.mean(rows, axis=0)
+    return {f"ndcg@{k}": float(ndcg), f"mrr@{k}": float(mrr), f"recall@{k}": float(recall)}
+
+
+# ---------------------------------------------------------------- cross-encoder re-ranker
+
+def make_cross_encoder(device: str = "cpu", max_length: int = 64):
+    """MiniLM's pretrained encoder with a fresh, untrained 1-logit classification head (no re-ranker ships
+    offline, so the lab trains the head and fine-tunes the encoder itself)."""
+    from sentence_transformers import CrossEncoder
+
+    return CrossEncoder(str(assets.minilm_path()), num_labels=1, max_length=max_length, device=device)
+
+
+def cross_encoder_logits(ce, pairs: list[tuple[str, str]]) -> torch.Tensor:
+    """One relevance logit per (query, document) pair, with gradients. Shape (n_pairs,).
+
+    Query and document go through the encoder together ([CLS] q [SEP] d [SEP]), so every query token attends to
+    every document token: that full cross-attention is why it ranks better and costs more than a bi-encoder.
+    """
+    # TODO [cross-encoder]: Tokenise the pairs as two segments (padding, truncation, max_length), run ce.model, take logits[:, 0].
+    raise NotImplementedError('TODO [cross-encoder]: Tokenise the pairs as two segments (padding, truncation, max_length), run ce.model, take logits[:, 0].')
+
+
+def training_pairs(queries: list[dict], corpus: list[dict], candidates: dict[str, list[str]],
+                   negatives_per_query: int = 3) -> list[tuple[str, str, float]]:
+    """(query, document text, label) triples: every relevant doc with label grade / 2, plus the highest-ranked
+    non-relevant candidates as hard negatives (label 0). Hard negatives teach more than random ones."""
+    by_id = {d["id"]: d for d in corpus}
+    pairs = []
+    for q in queries:
+        pairs += [(q["query"], doc_text(by_id[doc]), grade / 2) for doc, grade in q["relevant"].items()]
+        hard = [doc for doc in candidates[q["qid"]] if doc not in q["relevant"]][:negatives_per_query]
+        pairs += [(q["query"], doc_text(by_id[doc]), 0.0) for doc in hard]
+    return pairs
+
+
+def train_cross_encoder(ce, pairs: list[tuple[str, str, float]], epochs: int = 2, batch_size: int = 16,
+                        lr: float = 1e-4, head_lr: float = 2e-3, trainable_layers: int = 2, seed: int = 0,
+                        progress: bool = False) -> list[float]:
+    """Fine-tune the cross-encoder with binary cross-entropy on its logit; returns the loss of every step.
+
+    Few labels and a CPU budget: the embeddings and lower layers stay frozen, the top `trainable_layers` encoder
+    layers learn at `lr`, and the fresh head at the much larger `head_lr` (it starts from random weights).
+    """
+    if not pairs:
+        raise ValueError("train_cross_encoder needs at least one (query, doc, label) pair")
+    generator = torch.Generator().manual_seed(seed)
+    bert, head = ce.model.base_model, ce.model.classifier
+    for p in bert.parameters():
+        p.requires_grad_(False)
+    top = [*bert.encoder.layer[-trainable_layers:]] if trainable_layers > 0 else []
+    body = [p for module in top + [bert.pooler] if module is not None for p in module.parameters()]
+    for p in body:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW([{"params": body, "lr": lr}, {"params": head.parameters(), "lr": head_lr}])
+    losses = []
+    ce.model.train()
+    steps = [(epoch, start) for epoch in range(epochs) for start in range(0, len(pairs), batch_size)]
+    order = None
+    for epoch, start in tqdm(steps, desc="train cross-encoder", disable=not progress):
+        if start == 0:
+            order = torch.randperm(len(pairs), generator=generator).tolist()
+        batch = [pairs[i] for i in order[start:start + batch_size]]
+        # TODO [cross-encoder]: Logits for the batch's (query, doc) pairs, BCE-with-logits against the labels, then the usual zero_grad/backward/step.
+        raise NotImplementedError("TODO [cross-encoder]: Logits for the batch's (query, doc) pairs, BCE-with-logits against the labels, then the usual zero_grad/backward/step.")
+        losses.append(loss.item())
+    ce.model.eval()
+    return losses
+
+
+@torch.no_grad()
+def rerank(score_fn, query: str, candidates: list[str], texts: dict[str, str], top_n: int = 20) -> list[str]:
+    """Re-order the first `top_n` candidates by score_fn(query, [texts]) (higher = more relevant); the rest keep
+    their order behind them. Re-rankers are slow, so they only ever see a short list."""
+    # TODO [rerank]: Score the head of the list, sort it by descending score (stable), append the tail unchanged.
+    raise NotImplementedError('TODO [rerank]: Score the head of the list, sort it by descending score (stable), append the tail unchanged.')
+
+
+def cross_encoder_scorer(ce):
+    ce.model.eval()
+    return lambda query, docs: cross_encoder_logits(ce, [(query, d) for d in docs]).float().cpu().numpy()
+
+
+# ---------------------------------------------------------------- LLM re-ranker
+
+def judge_prompt(tokenizer, query: str, document: str) -> str:
+    """The chat-formatted question whose next token the LLM re-ranker reads (document first, question last)."""
+    user = f"Document: {document}\n\nIs this document relevant to the question \"{query}\"? Answer Yes or No."
+    return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+
+
+@torch.no_grad()
+def llm_relevance_scores(model, tokenizer, query: str, documents: list[str]) -> np.ndarray:
+    """logit("Yes") - logit("No") for the first answer token, one per document. Shape (n_docs,).
+
+    The difference of the two logits is the log-odds of Yes against No (the other 49k tokens cancel out of that
+    ratio), a graded score from a model that was only ever asked a yes/no question.
+    """
+    # TODO [llm-rerank]: Left-pad the judge prompts into one batch; read the last position's logits at the ids of "Yes" and "No".
+    raise NotImplementedError('TODO [llm-rerank]: Left-pad the judge prompts into one batch; read the last position\'s logits at the ids of "Yes" and "No".')
+
+
+# ---------------------------------------------------------------- the demo
+
+def run_stages(corpus, queries, bm25, dense, score_fn=None, llm=None, depth: int = 100, top_n: int = 20,
+               progress: bool = True):
+    """Rankings for each stage and the milliseconds each stage adds per query (mean)."""
+    ids = [d["id"] for d in corpus]
+    texts = {d["id"]: doc_text(d) for d in corpus}
+    runs = {"BM25": {}, "dense": {}, "hybrid (RRF)": {}}
+    if score_fn:
+        runs["hybrid + cross-encoder"] = {}
+    if llm:
+        runs["hybrid + LLM judge"] = {}
+    times = {name: [] for name in runs}
+    for q in tqdm(queries, desc="queries", disable=not progress):
+        t0 = time.perf_counter()
+        lexical = [ids[i] for i in top_k(bm25.scores(tokenize(q["query"])), depth)]
+        t1 = time.perf_counter()
+        semantic = [ids[i] for i in top_k(dense.scores(q["query"]), depth)]
+        t2 = time.perf_counter()
+        fused = [doc for doc, _ in rrf([lexical, semantic])]
+        t3 = time.perf_counter()
+        runs["BM25"][q["qid"]], runs["dense"][q["qid"]], runs["hybrid (RRF)"][q["qid"]] = lexical, semantic, fused
+        times["BM25"].append(t1 - t0)
+        times["dense"].append(t2 - t1)
+        times["hybrid (RRF)"].append(t3 - t2)
+        if score_fn:
+            runs["hybrid + cross-encoder"][q["qid"]] = rerank(score_fn, q["query"], fused, texts, top_n)
+            times["hybrid + cross-encoder"].append(time.perf_counter() - t3)
+        if llm:
+            t4 = time.perf_counter()
+            judge = lambda query, docs: llm_relevance_scores(llm[0], llm[1], query, docs)  # noqa: E731
+            runs["hybrid + LLM judge"][q["qid"]] = rerank(judge, q["query"], fused, texts, min(top_n, 10))
+            times["hybrid + LLM judge"].append(time.perf_counter() - t4)
+    return runs, {name: 1000 * float(np.mean(t)) for name, t in times.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=2, help="cross-encoder training epochs")
+    parser.add_argument("--top-n", type=int, default=20, help="how many fused candidates the re-ranker sees")
+    parser.add_argument("--llm-rerank", action="store_true", help="also re-rank the top 10 with SmolLM2")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 avoids oversubscription on a shared machine; 0 = torch's default)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    labkit.seed_everything(0)
+    corpus, test, train = load_data()
+    print(f"{len(corpus)} documents, {len(test)} test queries, {len(train)} training queries")
+
+    bm25 = BM25([tokenize(doc_text(d)) for d in corpus])
+    t = time.perf_counter()
+    dense = DenseIndex(assets.sentence_embedder(), [doc_text(d) for d in corpus])
+    print(f"embedded the corpus with MiniLM in {time.perf_counter() - t:.2f} s")
+
+    # Hard negatives for training come from the same hybrid pipeline the re-ranker will sit behind.
+    train_runs, _ = run_stages(corpus, train, bm25, dense, progress=False)
+    pairs = training_pairs(train, corpus, train_runs["hybrid (RRF)"], negatives_per_query=2)
+    ce = make_cross_encoder()
+    t = time.perf_counter()
+    losses = train_cross_encoder(ce, pairs, epochs=args.epochs, progress=True)
+    print(f"cross-encoder: {len(pairs)} training pairs, {len(losses)} steps, loss {losses[0]:.3f} -> "
+          f"{np.mean(losses[-5:]):.3f} in {time.perf_counter() - t:.1f} s")
+
+    llm = assets.smollm2() if args.llm_rerank else None
+    runs, latency = run_stages(corpus, test, bm25, dense, cross_encoder_scorer(ce), llm, top_n=args.top_n)
+    print(f"\n{'stage':<26}{'nDCG@10':>9}{'MRR@10':>9}{'R@10':>8}{'ms/query':>10}")
+    for name, run in runs.items():
+        m = evaluate(run, test)
+        print(f"{name:<26}{m['ndcg@10']:>9.3f}{m['mrr@10']:>9.3f}{m['recall@10']:>8.3f}{latency[name]:>10.2f}")
+    print("(ms/query is what the stage itself adds: the hybrid row is the fusion only, the re-rank rows the "
+          "re-ranker only)")
+    kinds = {"error codes": [q for q in test if any(d.startswith("err-") for d in q["relevant"])],
+             "paraphrased how-to": [q for q in test if any(d.startswith("howto-") for d in q["relevant"])]}
+    for kind, subset in kinds.items():
+        row = "  ".join(f"{name} {evaluate(runs[name], subset)['ndcg@10']:.3f}" for name in list(runs)[:3])
+        print(f"nDCG@10 on {kind} ({len(subset)} queries): {row}")
+    out = labkit.output_dir(__file__) / "quality.json"
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps({name: {**evaluate(run, test), "ms_per_query": latency[name]}
+                               for name, run in runs.items()}, indent=2))
+    tmp.replace(out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    labkit.run(main)

@@ -1,0 +1,111 @@
+"""Lab 03 re-rankers: the cross-encoder's logits against sentence-transformers' CrossEncoder.predict, a short
+training run that must separate positives from negatives, the re-rank order, and the LLM judge's Yes/No
+log-odds against a direct forward pass (tiny random Llama fast; SmolLM2 in a slow test)."""
+import numpy as np
+import pytest
+import torch
+from sentence_transformers import CrossEncoder
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from labkit import assets
+
+PAIRS = [("kettle error code E-417", "Code E-417 on the Brisk K2 kettle means the element failed."),
+         ("kettle error code E-417", "Gift cards are valid for three years."),
+         ("how bright is the Larkspur 300", "The Larkspur 300 is a projector rated at 3,000 lumens."),
+         ("how bright is the Larkspur 300", "Returns are accepted within 30 days."),
+         ("washer smells musty", "Run an empty 90 degree cycle with soda crystals to remove mould."),
+         ("washer smells musty", "The Orrin R8 is a tri-band Wi-Fi 7 router."),
+         ("robot vacuum stuck under sofa", "Set no-go zones around low furniture in the app."),
+         ("robot vacuum stuck under sofa", "The Sorrel B1 bakes a 1 kg loaf in three hours.")]
+LABELS = [1.0, 0.0] * 4
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Training on a shared 2-core machine: one thread avoids oversubscription (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def cross_encoder():
+    return CrossEncoder(str(assets.minilm_path()), num_labels=1, max_length=64, device="cpu")
+
+
+@pytest.mark.task("cross-encoder")
+def test_logits_equal_cross_encoder_predict(impl, cross_encoder):
+    cross_encoder.model.eval()
+    with torch.no_grad():
+        got = impl.cross_encoder_logits(cross_encoder, [(q, d) for q, d in PAIRS]).numpy()
+    want = cross_encoder.predict([(q, d) for q, d in PAIRS], activation_fn=torch.nn.Identity())
+    assert got.shape == (len(PAIRS),), f"expected one logit per pair, shape ({len(PAIRS)},), got {got.shape}"
+    assert np.allclose(got, want, atol=1e-4), f"expected CrossEncoder.predict's raw logits {want}, got {got}"
+
+
+@pytest.mark.task("cross-encoder")
+def test_short_training_separates_positives_from_negatives(impl, cross_encoder):
+    triples = [(q, d, y) for (q, d), y in zip(PAIRS, LABELS)]
+    losses = impl.train_cross_encoder(cross_encoder, triples, epochs=6, batch_size=8, lr=1e-4)
+    assert len(losses) == 6, f"6 epochs of one batch of 8 should take 6 steps, got {len(losses)}"
+    assert losses[-1] < losses[0], f"training loss should fall: {losses[0]:.3f} -> {losses[-1]:.3f}"
+    scores = cross_encoder.predict([(q, d) for q, d in PAIRS], activation_fn=torch.nn.Identity())
+    pos, neg = scores[0::2], scores[1::2]
+    assert (pos > neg).all(), f"after training, each positive should outscore its negative: {pos} vs {neg}"
+
+
+@pytest.mark.task("rerank")
+def test_rerank_orders_the_head_and_keeps_the_tail(impl):
+    texts = {"a": "x", "b": "xxx", "c": "xx", "d": "xxxx", "e": "xxxxx"}
+    by_length = lambda query, docs: [len(d) for d in docs]  # noqa: E731
+    got = impl.rerank(by_length, "q", ["a", "b", "c", "d", "e"], texts, top_n=3)
+    assert got == ["b", "c", "a", "d", "e"], f"expected the top 3 re-ordered (b, c, a) then d, e unchanged, got {got}"
+    ties = impl.rerank(lambda q, docs: [1.0] * len(docs), "q", ["c", "a", "b"], texts, top_n=3)
+    assert ties == ["c", "a", "b"], f"equal scores must keep the original order, got {ties}"
+
+
+@pytest.fixture(scope="module")
+def tiny_judge():
+    tokenizer = AutoTokenizer.from_pretrained(assets.smollm2_path())
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    return LlamaForCausalLM(config).eval(), tokenizer
+
+
+@pytest.mark.task("llm-rerank")
+def test_llm_scores_equal_yes_minus_no_logits(impl, tiny_judge):
+    model, tokenizer = tiny_judge
+    docs = ["Short doc.", "A much longer document about kettles, limescale and the descaling program."]
+    got = impl.llm_relevance_scores(model, tokenizer, "descale my kettle", docs)
+    yes, no = tokenizer.encode("Yes", add_special_tokens=False)[0], tokenizer.encode("No", add_special_tokens=False)[0]
+    want = []
+    with torch.no_grad():
+        for d in docs:  # one prompt at a time: no padding at all
+            ids = tokenizer(impl.judge_prompt(tokenizer, "descale my kettle", d), return_tensors="pt",
+                            add_special_tokens=False).input_ids
+            logits = model(ids).logits[0, -1]
+            want.append(float(logits[yes] - logits[no]))
+    assert np.allclose(got, want, atol=1e-4), f"expected logit(Yes) - logit(No) per document {want}, got {list(got)}"
+
+
+@pytest.mark.slow
+@pytest.mark.task("llm-rerank")
+def test_smollm2_batched_scores_equal_one_at_a_time(impl):
+    """SmolLM2-135M is too small to judge relevance reliably (see the README), so this checks the mechanics on the
+    real model: the left-padded batch gives each document the score of its own unpadded forward pass."""
+    model, tokenizer = assets.smollm2()
+    query, docs = "How tall is the Ostrand lighthouse?", ["The Ostrand lighthouse stands 38 metres tall.",
+                                                          "Gift cards are valid for three years, online or in store."]
+    got = impl.llm_relevance_scores(model, tokenizer, query, docs)
+    yes, no = tokenizer.encode("Yes", add_special_tokens=False)[0], tokenizer.encode("No", add_special_tokens=False)[0]
+    with torch.no_grad():
+        want = []
+        for d in docs:
+            ids = tokenizer(impl.judge_prompt(tokenizer, query, d), return_tensors="pt", add_special_tokens=False).input_ids
+            logits = model(ids).logits[0, -1]
+            want.append(float(logits[yes] - logits[no]))
+    assert np.allclose(got, want, atol=1e-3), f"expected the unpadded log-odds {want}, got {list(got)}"
