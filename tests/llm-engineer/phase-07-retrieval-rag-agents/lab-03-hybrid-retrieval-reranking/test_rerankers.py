@@ -20,13 +20,7 @@ PAIRS = [("kettle error code E-417", "Code E-417 on the Brisk K2 kettle means th
 LABELS = [1.0, 0.0] * 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Training on a shared 2-core machine: one thread avoids oversubscription (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread (labkit plugin)
 
 
 @pytest.fixture(scope="module")

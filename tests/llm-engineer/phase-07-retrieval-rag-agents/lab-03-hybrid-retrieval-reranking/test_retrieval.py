@@ -20,13 +20,7 @@ def read(name):
     return [json.loads(line) for line in (DATA / name).read_text().splitlines() if line.strip()]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread on a shared 2-core machine avoids oversubscription (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread (labkit plugin)
 
 
 @pytest.fixture(scope="module")
