@@ -12,7 +12,6 @@ All four compute the same 'valid' output (checked here before timing). Ratios ar
 from __future__ import annotations
 
 import argparse
-import time
 
 import cv2
 import numpy as np
@@ -20,6 +19,7 @@ import skimage.data
 from scipy import signal
 
 import labkit
+from labkit.bench import best_seconds
 
 lab = labkit.load_impl("cv-engineer/phase-00-foundations/lab-02-numpy-matplotlib", "solution")
 
@@ -39,16 +39,6 @@ def correlate_cv2_valid(gray: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return full[kh // 2: gray.shape[0] - kh // 2, kw // 2: gray.shape[1] - kw // 2]
 
 
-def seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
@@ -66,10 +56,10 @@ def main() -> None:
             ref = signal.correlate2d(gray, kernel, mode="valid")
             for name, out in [("im2col", lab.correlate2d(gray, kernel)), ("cv2", correlate_cv2_valid(gray, kernel))]:
                 assert np.allclose(out, ref, atol=1e-8), f"{name} disagrees with scipy"
-            t_loop = seconds(lambda: correlate_loops(gray, kernel), 1)
-            t_im2col = seconds(lambda: lab.correlate2d(gray, kernel), args.repeats)
-            t_scipy = seconds(lambda: signal.correlate2d(gray, kernel, mode="valid"), args.repeats)
-            t_cv2 = seconds(lambda: correlate_cv2_valid(gray, kernel), args.repeats)
+            t_loop = best_seconds(lambda: correlate_loops(gray, kernel), 1)
+            t_im2col = best_seconds(lambda: lab.correlate2d(gray, kernel), args.repeats)
+            t_scipy = best_seconds(lambda: signal.correlate2d(gray, kernel, mode="valid"), args.repeats)
+            t_cv2 = best_seconds(lambda: correlate_cv2_valid(gray, kernel), args.repeats)
             print(f"{size:>4}x{size:<4} {k:>3}x{k:<3} | {1e3 * t_loop:9.2f} | {1e3 * t_im2col:9.3f} "
                   f"{t_loop / t_im2col:7.0f}x | {1e3 * t_scipy:9.3f} {t_loop / t_scipy:7.0f}x | "
                   f"{1e3 * t_cv2:8.3f} {t_loop / t_cv2:7.0f}x | {t_im2col / t_cv2:12.1f}x")

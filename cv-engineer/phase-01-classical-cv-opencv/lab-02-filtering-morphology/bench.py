@@ -8,25 +8,14 @@ warm-up, for this lab's function and for the OpenCV call the tests compare it wi
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import cv2
 import numpy as np
 
 import labkit
+from labkit.bench import median_ms
 
 lab = labkit.load_impl("cv-engineer/phase-01-classical-cv-opencv/lab-02-filtering-morphology", "solution")
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs) * 1e3
 
 
 def main() -> None:
@@ -60,7 +49,7 @@ def main() -> None:
     print(f"camera {gray.shape}, median of {args.repeats} runs, OpenCV on 1 thread")
     print(f"{'ours (NumPy)':<30}{'ms':>9} | {'OpenCV':<28}{'ms':>8} | {'ratio':>8}")
     for name, ours, base_name, base in rows:
-        a, b = timed(ours, args.repeats), timed(base, args.repeats)
+        a, b = median_ms(ours, args.repeats), median_ms(base, args.repeats)
         print(f"{name:<30}{a:9.2f} | {base_name:<28}{b:8.3f} | {a / b:7.0f}x")
     print("ratio = ours / OpenCV (how many times slower the NumPy version is)")
 

@@ -8,25 +8,14 @@ warped copy; RANSAC on those matches. Median of `repeats` runs after a warm-up. 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import cv2
 import numpy as np
 
 import labkit
+from labkit.bench import median_ms
 
 lab = labkit.load_impl("cv-engineer/phase-01-classical-cv-opencv/lab-03-feature-detection", "solution")
-
-
-def timed(fn, repeats: int) -> float:
-    fn()
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs) * 1e3
 
 
 def cv2_ratio(d1, d2, norm):
@@ -64,7 +53,7 @@ def main() -> None:
     print(f"astronaut {gray.shape}, median of {args.repeats} runs, OpenCV on 1 thread")
     print(f"{'ours (NumPy)':<34}{'ms':>9} | {'OpenCV':<30}{'ms':>8} | {'ratio':>7}")
     for name, ours, base_name, base in rows:
-        a, b = timed(ours, args.repeats), timed(base, args.repeats)
+        a, b = median_ms(ours, args.repeats), median_ms(base, args.repeats)
         print(f"{name:<34}{a:9.2f} | {base_name:<30}{b:8.2f} | {a / b:6.1f}x")
     print("ratio = ours / OpenCV (above 1: the NumPy version is that many times slower)")
 

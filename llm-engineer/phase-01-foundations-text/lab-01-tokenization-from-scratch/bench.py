@@ -3,21 +3,12 @@
 Compression is reported as bytes per token (the byte tokenizer is the 1.0 baseline); throughput as MB/s, with
 the ratio to tiktoken's GPT-2 encoder (Rust) measured in the same run.
 """
-import time
 
 import labkit
 from labkit import assets
+from labkit.bench import best_seconds
 
 LAB = "llm-engineer/phase-01-foundations-text/lab-01-tokenization-from-scratch"
-
-
-def best_of(fn, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -32,11 +23,11 @@ def main() -> None:
         "tiktoken gpt2": assets.tiktoken_encoding("gpt2"),
         "tiktoken cl100k": assets.tiktoken_encoding("cl100k_base"),
     }
-    baseline = best_of(lambda: tokenizers["tiktoken gpt2"].encode(text))
+    baseline = best_seconds(lambda: tokenizers["tiktoken gpt2"].encode(text))
     print(f"{megabytes:.2f} MB of Shakespeare, best of 3 runs; vocabularies trained on the same text")
     print(f"{'tokenizer':<17}{'tokens':>10}{'bytes/token':>13}{'MB/s':>9}{'vs tiktoken gpt2':>18}")
     for name, tok in tokenizers.items():
-        seconds = best_of(lambda: tok.encode(text))
+        seconds = best_seconds(lambda: tok.encode(text))
         stats = lab.compression(tok, text)
         print(f"{name:<17}{stats.n_tokens:>10,}{stats.bytes_per_token:>13.2f}{megabytes / seconds:>9.1f}"
               f"{baseline / seconds:>17.2f}x")

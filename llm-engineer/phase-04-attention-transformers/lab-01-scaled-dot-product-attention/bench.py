@@ -12,7 +12,6 @@ Ratios are against SDPA measured in the same run. The loop version runs only at 
 from __future__ import annotations
 
 import argparse
-import time
 import weakref
 
 import torch
@@ -21,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 import labkit
+from labkit.bench import best_seconds
 
 LAB = "llm-engineer/phase-04-attention-transformers/lab-01-scaled-dot-product-attention"
 
@@ -71,20 +71,6 @@ def peak_bytes(fn, device: torch.device) -> int:
     return mode.peak
 
 
-def seconds(fn, device: torch.device, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[32, 256, 1024])
@@ -115,7 +101,7 @@ def main() -> None:
         reference = runs["sdpa"]()
         base_time = base_mem = None
         for name, fn in runs.items():
-            took = seconds(fn, device, 1 if name == "loops" else args.repeats)
+            took = best_seconds(fn, 1 if name == "loops" else args.repeats, device)
             mem = peak_bytes(fn, device)
             diff = (fn() - reference).abs().max().item()
             if name == "sdpa":

@@ -10,28 +10,14 @@ Ratios are "x torch": time of the row / time of torch's module in the same setti
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from torch import nn
 
 import labkit
+from labkit.bench import best_seconds
 
 LAB = "llm-engineer/phase-04-attention-transformers/lab-02-multi-head-attention"
-
-
-def seconds(fn, repeats: int, device: torch.device) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
@@ -80,10 +66,10 @@ def main() -> None:
             for name, fn in rows:
                 if training:
                     step = lambda fn=fn: fn().sum().backward()  # noqa: E731
-                    took = seconds(step, args.repeats, device)
+                    took = best_seconds(step, args.repeats, device)
                 else:
                     with torch.no_grad():
-                        took = seconds(fn, args.repeats, device)
+                        took = best_seconds(fn, args.repeats, device)
                 base = took if base is None else base
                 n_kv = {"torch MHA": args.heads, "ours MHA": args.heads}.get(name) or \
                     (variants[name].n_kv_heads if name in variants else args.heads)
