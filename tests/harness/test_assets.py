@@ -67,3 +67,17 @@ def test_smollm2_answers_offline():
 
 def test_hugging_face_runs_offline_in_tests():
     assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["HF_DATASETS_OFFLINE"] == "1"
+
+
+def test_sample_images_come_as_opencv_holds_them():
+    import numpy as np
+    import skimage.data
+
+    bgr = assets.sample_image("astronaut", size=128)
+    assert bgr.shape == (128, 128, 3) and bgr.dtype == np.uint8
+    rgb_small = assets.sample_image("astronaut", size=None)
+    assert np.array_equal(rgb_small[..., ::-1], skimage.data.astronaut()), "channels must be BGR, pixels untouched"
+    gray = assets.sample_image("camera", size=None, gray=True)
+    assert np.array_equal(gray, skimage.data.camera())
+    with pytest.raises(ValueError, match="pick one of"):
+        assets.sample_image("brain")  # needs a download: refused with the list of bundled names

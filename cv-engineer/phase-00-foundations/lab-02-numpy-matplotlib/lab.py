@@ -23,10 +23,10 @@ import argparse
 import cv2
 import matplotlib
 import numpy as np
-import skimage.data
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 import labkit
+from labkit import assets
 
 matplotlib.use("Agg")
 import matplotlib.patches as mpatches  # noqa: E402
@@ -41,14 +41,7 @@ def load_image(name: str = "astronaut", size: int | None = 256) -> np.ndarray:
     """A scikit-image sample as OpenCV holds it: BGR uint8 (H, W, 3), or gray (H, W); longer side = size."""
     if name not in SAMPLES:
         raise ValueError(f"unknown image {name!r}; pick one of {', '.join(SAMPLES)}")
-    img = getattr(skimage.data, name)()
-    if img.ndim == 3:
-        img = cv2.cvtColor(img[..., :3], cv2.COLOR_RGB2BGR)  # skimage is RGB, OpenCV is BGR
-    if size is not None:
-        scale = size / max(img.shape[:2])
-        img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
-                         interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(img)
+    return assets.sample_image(name, size)
 
 
 def _check_hwc(img: np.ndarray) -> None:

@@ -14,9 +14,9 @@ import argparse
 import cv2
 import matplotlib
 import numpy as np
-import skimage.data
 
 import labkit
+from labkit import assets
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -35,14 +35,7 @@ def load_image(name: str = "astronaut", size: int | None = 256) -> np.ndarray:
     """
     if name not in SAMPLES:
         raise ValueError(f"unknown image {name!r}; pick one of {', '.join(SAMPLES)}")
-    img = getattr(skimage.data, name)()
-    if img.ndim == 3:
-        img = cv2.cvtColor(img[..., :3], cv2.COLOR_RGB2BGR)  # skimage gives RGB; OpenCV works in BGR
-    if size is not None:
-        scale = size / max(img.shape[:2])
-        img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
-                         interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(img)
+    return assets.sample_image(name, size)
 
 
 def _check_bgr(img: np.ndarray) -> None:

@@ -20,9 +20,9 @@ import argparse
 import cv2
 import matplotlib
 import numpy as np
-import skimage.data
 
 import labkit
+from labkit import assets
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -41,14 +41,7 @@ def load_gray(name: str = "camera", size: int | None = 256) -> np.ndarray:
     """A bundled scikit-image sample as a gray uint8 (H, W) array, longer side scaled to `size`."""
     if name not in SAMPLES:
         raise ValueError(f"unknown image {name!r}; pick one of {', '.join(SAMPLES)}")
-    img = getattr(skimage.data, name)()
-    if img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-    if size is not None:
-        scale = size / max(img.shape)
-        img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
-                         interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(img)
+    return assets.sample_image(name, size, gray=True)
 
 
 def _check_image(img: np.ndarray) -> None:
