@@ -2,26 +2,20 @@
 `generate` as the baseline. Prints tokens/s and the ratio to this lab's greedy loop."""
 from __future__ import annotations
 
-import time
-
 import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import labkit
+from labkit.bench import best_seconds
 
 lab = labkit.load_impl("llm-engineer/phase-05-training-small-llms/lab-04-sampling-strategies", "solution")
 NEW_TOKENS, REPEATS = 32, 2
 
 
 def timed(fn) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return NEW_TOKENS / best
+    """Tokens per second of the fastest of REPEATS runs (after a warm-up)."""
+    return NEW_TOKENS / best_seconds(fn, REPEATS)
 
 
 def main() -> None:
