@@ -7,18 +7,21 @@ LABKIT := $(PY) -m labkit
 LAB ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lock check-solutions test check progress run scaffold bench list status
+.PHONY: help setup lock check-solutions test test-portability mistakes check progress run scaffold bench list status
 
 help:
 	@echo "make setup             build .venv from requirements.lock (idempotent)"
 	@echo "make check-solutions   run every reference solution's checks (the main job)"
 	@echo "make test              everything CI runs: solutions, drift, inverted check, requirements, docs"
-	@echo "make check LAB=<lab>   grade your lab.py, task by task (V=1: show failures in full)"
+	@echo "make test-portability  the solutions' checks under each CPU kernel set (ATEN_CPU_CAPABILITY)"
+	@echo "make mistakes [LAB=<lab>] each classic mistake of a lab must fail its task's tests"
+	@echo "make check LAB=<lab>   grade your lab.py, task by task (TASK=<task> for one; V=1: failures in full)"
 	@echo "make progress          your progress over the whole curriculum"
 	@echo "make run LAB=<lab>     run a lab's demo (IMPL=lab to run your own file)"
 	@echo "make scaffold          regenerate every lab.py from its solution.py"
 	@echo "make bench [LAB=<lab>] run the benchmarks, baselines side by side"
 	@echo "make list              every lab and its status"
+	@echo "make status            the curriculum's status table (ready / in progress / planned)"
 
 setup: $(STAMP)
 
@@ -44,14 +47,26 @@ check-solutions: setup
 test: setup
 	@$(LABKIT) test
 
+# Kernel sets torch can be forced into on this CPU: the portable baseline, AVX2, and whatever it picks by itself.
+CPU_CAPS ?= default avx2 native
+test-portability: setup
+	@for cap in $(CPU_CAPS); do \
+	  echo "==> ATEN_CPU_CAPABILITY=$$cap"; \
+	  if [ $$cap = native ]; then env -u ATEN_CPU_CAPABILITY $(LABKIT) check-solutions || exit 1; \
+	  else ATEN_CPU_CAPABILITY=$$cap $(LABKIT) check-solutions || exit 1; fi; \
+	done
+
+mistakes: setup
+	@$(LABKIT) mistakes $(LAB)
+
 check: setup
-	@$(LABKIT) check $(LAB) $(if $(V),--verbose,)
+	@$(LABKIT) check $(LAB) $(if $(TASK),--task $(TASK),) $(if $(V),--verbose,)
 
 progress: setup
 	@$(LABKIT) progress
 
 run: setup
-	@$(LABKIT) run $(LAB) $(if $(IMPL),--impl $(IMPL),)
+	@$(LABKIT) run $(if $(IMPL),--impl $(IMPL),) $(LAB)
 
 scaffold: setup
 	@$(LABKIT) scaffold
@@ -61,3 +76,6 @@ bench: setup
 
 list: setup
 	@$(LABKIT) list
+
+status: setup
+	@$(LABKIT) status

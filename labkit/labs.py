@@ -67,17 +67,24 @@ def lab_of_test(test_path: Path) -> Path | None:
     return None
 
 
-_loaded: dict[tuple[str, str], ModuleType] = {}
+_loaded: dict[tuple[str, str, str], ModuleType] = {}
 
 
 def load_impl(lab: Path | str, impl: str = "solution") -> ModuleType:
-    """Load `<lab>/<impl>.py` by path (cached), under a module name unique to the lab and implementation."""
+    """Load `<lab>/<impl>.py` by path (cached), under a module name unique to the lab and implementation.
+
+    When LABKIT_MISTAKE names a classic mistake of this lab (labkit.mistakes), solution.py is loaded with that
+    edit applied, in memory; the file on disk is never touched.
+    """
+    from labkit import mistakes
+
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, not {impl!r}")
     lab = Path(lab)
-    key = (str(lab), impl)
+    path = (ROOT / lab / f"{impl}.py") if not lab.is_absolute() else lab / f"{impl}.py"
+    mistake = mistakes.active(lab) if impl == "solution" and not lab.is_absolute() else None
+    key = (str(lab), impl, mistake.id if mistake else "")
     if key not in _loaded:
-        path = (ROOT / lab / f"{impl}.py") if not lab.is_absolute() else lab / f"{impl}.py"
         if not path.exists():
             raise LabNotFound(f"{path} does not exist; run `make scaffold` to generate lab.py files")
         module_name = "labimpl_" + "_".join(lab.parts[-3:]).replace("-", "_") + f"__{impl}"
@@ -85,12 +92,22 @@ def load_impl(lab: Path | str, impl: str = "solution") -> ModuleType:
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
         try:
-            spec.loader.exec_module(module)
+            if mistake:
+                code = compile(mistake.apply(path.read_text()), str(path), "exec")
+                exec(code, module.__dict__)
+            else:
+                spec.loader.exec_module(module)
         except BaseException:
             del sys.modules[module_name]
             raise
         _loaded[key] = module
     return _loaded[key]
+
+
+def forget(mistake_id: str) -> None:
+    """Drop the modules loaded under one classic mistake (see labkit.mistakes)."""
+    for key in [k for k in _loaded if k[2] == mistake_id]:
+        del _loaded[key]
 
 
 def reuse(lab: str) -> ModuleType:
