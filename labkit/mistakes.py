@@ -59,7 +59,7 @@ def load_catalog(lab: Path | str) -> list[Mistake]:
     path = catalog_path(lab)
     if not path.exists():
         return []
-    where = path.relative_to(ROOT)
+    where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     try:
         entries = tomllib.loads(path.read_text()).get("mistake", [])
     except tomllib.TOMLDecodeError as err:

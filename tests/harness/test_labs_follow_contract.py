@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from labkit import mistakes
 from labkit.labs import ROOT, all_labs
 from labkit.labs import tests_dir as lab_tests_dir
 from labkit.scaffold import generate, tasks_in
@@ -35,12 +36,32 @@ def test_lab_has_its_files(lab):
 
 
 @pytest.mark.parametrize("lab", LABS, ids=str)
-def test_readme_has_the_spec_template_headings(lab):
+def test_readme_has_the_lab_template_headings(lab):
     text = (ROOT / lab / "README.md").read_text()
     headings = re.findall(r"^## (.+?)\s*$", text, flags=re.M)
     missing = [h for h in README_HEADINGS if h not in headings]
     assert not missing, f"{lab}/README.md lacks the headings: {', '.join('## ' + h for h in missing)}"
     assert text.startswith("# "), f"{lab}/README.md should start with a '# ' title"
+
+
+@pytest.mark.parametrize("lab", LABS, ids=str)
+def test_readme_says_how_to_run_the_files_outside_make(lab):
+    run_it = (ROOT / lab / "README.md").read_text().split("## Run it", 1)[-1].split("\n## ", 1)[0]
+    assert ".venv/bin/python" in run_it, f"{lab}/README.md: '## Run it' should show the .venv/bin/python commands"
+
+
+@pytest.mark.parametrize("lab", LABS, ids=str)
+def test_every_task_has_at_least_two_classic_mistakes(lab):
+    """The catalog applies cleanly (each edit found once, inside its task's region) and covers every task; whether
+    each mistake is caught is checked by `make mistakes`, the third stage of `make test`."""
+    try:
+        catalog = mistakes.load_catalog(lab)
+    except mistakes.CatalogError as err:
+        pytest.fail(str(err))
+    counts = {task: sum(m.task == task for m in catalog) for task in tasks_in(ROOT / lab / "solution.py")}
+    short = {task: n for task, n in counts.items() if n < mistakes.MIN_PER_TASK}
+    assert not short, (f"{lab}/{mistakes.CATALOG}: tasks with fewer than {mistakes.MIN_PER_TASK} classic mistakes: "
+                       f"{short}")
 
 
 @pytest.mark.parametrize("lab", LABS, ids=str)
