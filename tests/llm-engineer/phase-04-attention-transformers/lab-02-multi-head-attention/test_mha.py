@@ -15,18 +15,23 @@ def torch_pair(impl, d_model=32, n_heads=4, bias=True):
     return ours, theirs
 
 
-def reference_gqa(module, x, n_heads, n_kv_heads, causal=False):
-    """Independent reference: the module's own weights, torch's F.linear and SDPA with enable_gqa."""
+def reference_gqa(module, x, n_heads, n_kv_heads, causal=False, key=None, value=None, keep=None):
+    """Independent reference: the module's own weights, torch's F.linear and SDPA with enable_gqa.
+
+    key/value default to x (self-attention); keep is a bool (B, T_k) padding mask, True on real tokens."""
+    key = x if key is None else key
+    value = key if value is None else value
     b, t, d = x.shape
     d_head = d // n_heads
 
     def heads(y, h):
-        return y.reshape(b, t, h, d_head).permute(0, 2, 1, 3)
+        return y.reshape(b, y.shape[1], h, d_head).permute(0, 2, 1, 3)
 
     q = heads(F.linear(x, module.q_proj.weight, module.q_proj.bias), n_heads)
-    k = heads(F.linear(x, module.k_proj.weight, module.k_proj.bias), n_kv_heads)
-    v = heads(F.linear(x, module.v_proj.weight, module.v_proj.bias), n_kv_heads)
-    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
+    k = heads(F.linear(key, module.k_proj.weight, module.k_proj.bias), n_kv_heads)
+    v = heads(F.linear(value, module.v_proj.weight, module.v_proj.bias), n_kv_heads)
+    mask = None if keep is None else keep[:, None, None, :]  # SDPA's bool mask: True = may attend
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=True)
     return F.linear(out.permute(0, 2, 1, 3).reshape(b, t, d), module.out_proj.weight, module.out_proj.bias)
 
 
@@ -72,6 +77,21 @@ def test_param_shapes(impl):
                 "out_proj.weight": (32, 32), "q_proj.bias": (32,), "k_proj.bias": (8,), "v_proj.bias": (8,),
                 "out_proj.bias": (32,)}
     assert shapes == expected, f"expected parameters {expected}, got {shapes}"
+
+
+@pytest.mark.task("copy-weights")
+def test_copies_every_bias_to_its_projection(impl):
+    # torch starts its biases at zero, which hides biases copied to the wrong place: make them all distinct
+    theirs = nn.MultiheadAttention(32, 4, batch_first=True).double().eval()
+    with torch.no_grad():
+        theirs.in_proj_bias.normal_()
+        theirs.out_proj.bias.normal_()
+    ours = impl.copy_from_torch(impl.MultiHeadAttention(32, 4).double().eval(), theirs)
+    x = torch.randn(2, 5, 32, dtype=torch.float64)
+    with torch.no_grad():
+        expected, _ = theirs(x, x, x, need_weights=False)
+        got = ours(x)
+    assert_close_to_reference(got, expected, atol=1e-10, what="self-attention with non-zero biases")
 
 
 @pytest.mark.task("copy-weights")
@@ -147,6 +167,34 @@ def test_gqa_matches_sdpa_enable_gqa(impl, n_kv_heads, causal):
         expected = reference_gqa(m, x, 8, n_kv_heads, causal=causal)
     assert_close_to_reference(got, expected, atol=1e-10,
                               what=f"n_kv_heads={n_kv_heads}, causal={causal} vs SDPA(enable_gqa=True)")
+
+
+@pytest.mark.task("attention-forward")
+def test_project_kv_returns_keys_then_values(impl):
+    m = impl.MultiHeadAttention(32, 8, n_kv_heads=2).double()
+    x = torch.randn(2, 5, 32, dtype=torch.float64)
+    with torch.no_grad():
+        k, v = m.project_kv(x)
+        # (B, T, n_kv*d_head) -> (B, n_kv, T, d_head), built with reshape/permute rather than the lab's helpers
+        want_k = F.linear(x, m.k_proj.weight, m.k_proj.bias).reshape(2, 5, 2, 4).permute(0, 2, 1, 3)
+        want_v = F.linear(x, m.v_proj.weight, m.v_proj.bias).reshape(2, 5, 2, 4).permute(0, 2, 1, 3)
+    assert_close_to_reference(k, want_k, atol=1e-12, what="project_kv's first tensor (the keys, from k_proj)")
+    assert_close_to_reference(v, want_v, atol=1e-12, what="project_kv's second tensor (the values, from v_proj)")
+
+
+@pytest.mark.task("attention-forward")
+@pytest.mark.parametrize("n_kv_heads", [8, 2])
+def test_cross_attention_with_padding_matches_sdpa(impl, n_kv_heads):
+    # distinct query, key and value inputs, and two sequences padded to different lengths
+    m = impl.MultiHeadAttention(32, 8, n_kv_heads=n_kv_heads).double()
+    x = torch.randn(2, 4, 32, dtype=torch.float64)
+    key, value = torch.randn(2, 6, 32, dtype=torch.float64), torch.randn(2, 6, 32, dtype=torch.float64)
+    keep = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0]], dtype=torch.bool)
+    with torch.no_grad():
+        got = m(x, key, value, key_padding_mask=keep)
+        expected = reference_gqa(m, x, 8, n_kv_heads, key=key, value=value, keep=keep)
+    assert_close_to_reference(got, expected, atol=1e-10,
+                              what=f"cross-attention with a key padding mask (n_kv_heads={n_kv_heads}) vs SDPA")
 
 
 @pytest.mark.task("attention-forward")
