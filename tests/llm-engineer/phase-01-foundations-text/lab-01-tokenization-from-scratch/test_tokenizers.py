@@ -54,6 +54,14 @@ def test_vocab_min_freq_and_duplicate_specials(impl):
 
 
 @pytest.mark.task("vocab")
+def test_vocab_special_token_seen_in_text_keeps_one_id(impl):
+    # '<pad>' occurs in the text as well: it keeps its special id and does not come back as an ordinary token.
+    counts = Counter("<pad> x <pad> y <pad> x".split())
+    vocab = impl.build_vocab(counts, special_tokens=["<pad>"])
+    assert vocab == {"<unk>": 0, "<pad>": 1, "x": 2, "y": 3}, f"expected one id per token, dense; got {vocab}"
+
+
+@pytest.mark.task("vocab")
 def test_vocab_ids_are_dense(impl):
     counts = Counter(list("the quick brown fox jumps over the lazy dog"))
     vocab = impl.build_vocab(counts)
@@ -166,6 +174,16 @@ def test_compression_counts_unknowns(impl):
     stats = impl.compression(tok, "a b zz b", unk_id=0)
     assert (stats.n_tokens, stats.n_unk) == (4, 1), f"4 words, one of them unseen; got {stats}"
     assert stats.chars_per_token == pytest.approx(8 / 4)
+
+
+@pytest.mark.task("compression")
+def test_compression_without_unk_id_counts_no_unknowns(impl, gpt2):
+    # Id 0 is a real token for these tokenizers: GPT-2's "!" and the NUL byte. Without an unk id nothing is unknown.
+    assert gpt2.encode("Wow!") == [22017, 0], "tiktoken's GPT-2 ids changed; this hand example needs updating"
+    stats = impl.compression(gpt2, "Wow!")
+    assert (stats.n_tokens, stats.n_unk) == (2, 0), f"'!' is GPT-2 token 0, not an unknown; got {stats}"
+    stats = impl.compression(impl.ByteLevelTokenizer(), "a\x00b")
+    assert (stats.n_tokens, stats.n_unk) == (3, 0), f"byte 0 is the NUL character, not an unknown; got {stats}"
 
 
 @pytest.mark.task("compression")
