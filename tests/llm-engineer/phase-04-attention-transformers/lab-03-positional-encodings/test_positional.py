@@ -67,6 +67,8 @@ def test_learned_lookup_and_limit(impl):
     assert torch.equal(m(pos), m.table.weight[pos]), "positions inside the table should return its rows"
     with pytest.raises(ValueError, match="8"):
         m(torch.arange(9))
+    with pytest.raises(ValueError, match="negative"):
+        m(torch.tensor([0, -1, 2]))  # a clear error, not nn.Embedding's IndexError
 
 
 @pytest.mark.task("learned-positions")
@@ -85,7 +87,9 @@ def test_rope_matches_transformers_llama(impl):
     q, k = torch.randn(2, 3, 10, 16), torch.randn(2, 3, 10, 16)
     positions = torch.arange(5, 15)
     q_ref, k_ref = hf_rope(q, k, positions)
-    assert_close_to_reference(impl.apply_rope(q, positions), q_ref, atol=2e-5, what="RoPE(q) vs transformers")
+    got = impl.apply_rope(q, positions)
+    assert got.dtype == q.dtype, f"expected the input dtype {q.dtype}, got {got.dtype}"
+    assert_close_to_reference(got, q_ref, atol=2e-5, what="RoPE(q) vs transformers")
     assert_close_to_reference(impl.apply_rope(k, positions), k_ref, atol=2e-5, what="RoPE(k) vs transformers")
     assert_close_to_reference(impl.apply_rope(q, positions, base=500.0), hf_rope(q, k, positions, 500.0)[0],
                               atol=2e-5, what="RoPE with base 500 vs transformers")
