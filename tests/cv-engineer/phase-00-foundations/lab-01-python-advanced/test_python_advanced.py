@@ -53,6 +53,15 @@ def test_list_images_finds_images_only_sorted(impl, image_folder):
 
 
 @pytest.mark.task("lazy-pipeline")
+def test_list_images_matches_extensions_in_any_case(impl, image_folder):
+    shutil.copy(image_folder / "b_camera.png", image_folder / "f_CAMERA.PNG")
+    shutil.copy(image_folder / "c_chelsea.jpg", image_folder / "g_cat.JPeG")
+    got = [p.name for p in impl.list_images(image_folder)]
+    assert "f_CAMERA.PNG" in got and "g_cat.JPeG" in got, \
+        f"extensions should match in any case (.PNG, .JPeG are images too), got {got}"
+
+
+@pytest.mark.task("lazy-pipeline")
 def test_pipeline_opens_files_only_as_batches_are_consumed(impl, image_folder):
     opened = []
     stream = impl.image_batches(image_folder, (32, 24), 2, reader=counting(impl, opened))
@@ -82,6 +91,17 @@ def test_corrupt_file_raises_or_is_skipped_with_a_warning(impl, image_folder):
         batches = list(impl.image_batches(image_folder, (16, 16), 2, on_error="skip"))
     assert [len(b) for b in batches] == [2, 2, 1], \
         f"skipping the broken file should leave 5 images in batches 2, 2, 1, got {[len(b) for b in batches]}"
+
+
+@pytest.mark.task("lazy-pipeline")
+def test_skip_mode_only_skips_corrupt_images(impl, image_folder):
+    def reader(path):
+        if path.name == "b_camera.png":
+            raise PermissionError(f"{path}: permission denied")
+        return impl.load_image(path)
+
+    with pytest.raises(PermissionError):
+        list(impl.image_batches(image_folder, (16, 16), 2, on_error="skip", reader=reader))
 
 
 @pytest.mark.task("lazy-pipeline")
@@ -189,6 +209,17 @@ def test_atomic_write_replaces_on_success(impl, tmp_path):
 
 
 @pytest.mark.task("context-managers")
+def test_atomic_write_puts_its_temp_file_beside_the_target(impl, tmp_path):
+    target = tmp_path / "labels.csv"
+    with impl.atomic_write(target) as f:
+        f.write("id,label\n")
+        beside = [p.name for p in tmp_path.iterdir()]
+    assert len(beside) == 1 and beside[0] != "labels.csv", \
+        f"while writing, the temp file should sit in the target's folder (same filesystem), found {beside}"
+    assert target.read_text() == "id,label\n"
+
+
+@pytest.mark.task("context-managers")
 def test_atomic_write_keeps_old_file_and_cleans_up_on_exception(impl, tmp_path):
     target = tmp_path / "weights.txt"
     target.write_text("good weights")
@@ -248,6 +279,12 @@ def test_invalid_boxes_raise_value_error(impl, args):
 
 
 @pytest.mark.task("bounding-box")
+@pytest.mark.parametrize("score", [0.0, 1.0])
+def test_scores_at_the_ends_of_the_range_are_valid(impl, score):
+    assert impl.BoundingBox(0, 0, 1, 1, score).score == score, f"score {score} lies in [0, 1] and is valid"
+
+
+@pytest.mark.task("bounding-box")
 def test_box_is_frozen_slotted_and_hashable(impl):
     box = impl.BoundingBox(1, 2, 3, 4, 0.9, 2)
     assert box.area == 4
@@ -295,6 +332,19 @@ def test_run_detectors_accepts_duck_typed_and_rejects_others(impl):
         f"expected results for 'fixed' and 'bright-blobs' (3 boxes), got { {k: len(v) for k, v in out.items()} }"
     with pytest.raises(TypeError, match="NoDetect"):
         impl.run_detectors([NoDetect()], three_squares())
+
+
+@pytest.mark.task("protocol")
+def test_blob_detector_boundaries_and_diagonal_blobs(impl):
+    img = np.zeros((40, 60), np.uint8)
+    img[2:6, 2:6] = 255          # two 4x4 squares touching only at a corner: one 8-connected blob
+    img[6:10, 6:10] = 255
+    img[20:24, 30:34] = 101      # 16 pixels just above the threshold: exactly min_area
+    img[30:36, 2:12] = 100       # exactly at the threshold: not brighter, so not a blob
+    got = [(b.x1, b.y1, b.x2, b.y2) for b in impl.BrightBlobDetector(threshold=100, min_area=16).detect(img)]
+    want = [(2, 2, 10, 10), (30, 20, 34, 24)]
+    assert got == want, (f"expected {want}: diagonal neighbours join (8-connectivity), a blob of exactly min_area "
+                         f"counts, pixels equal to the threshold are not bright; got {got}")
 
 
 # ------------------------------------------------------------------ sliding max
@@ -361,6 +411,32 @@ def test_lru_cache_get_put_and_eviction_order(impl):
     assert cache.get("a") == 1 and cache.get("c") == 3
     assert (cache.hits, cache.misses, cache.evictions, len(cache)) == (3, 1, 1, 2), \
         f"expected hits 3, misses 1, evictions 1, size 2; got {(cache.hits, cache.misses, cache.evictions, len(cache))}"
+
+
+@pytest.mark.task("lru-cache")
+def test_lru_put_refreshes_an_existing_key(impl):
+    cache = impl.LRUCache(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    cache.put("a", 10)                  # update: a becomes most recent
+    cache.put("c", 3)                   # so b is the least recently used
+    assert "a" in cache and "b" not in cache, "updating a key with put should make it the most recently used"
+    assert cache.get("a") == 10 and len(cache) == 2
+
+
+@pytest.mark.task("lru-cache")
+def test_lru_decorator_caches_none_and_keys_on_all_arguments(impl):
+    calls = []
+
+    @impl.lru_cached(4)
+    def lookup(a, b=0):
+        calls.append((a, b))
+        return None if a == 0 else 10 * a + b
+
+    assert lookup(0) is None and lookup(0) is None
+    assert calls == [(0, 0)], f"a cached None is still a result: expected one call, got {calls}"
+    assert lookup(1, 2) == 12 and lookup(1, 3) == 13, "the cache key is every argument, not only the first"
+    assert tuple(lookup.cache_info()) == (1, 3, 4, 3), f"expected hits 1, misses 3, got {lookup.cache_info()}"
 
 
 @pytest.mark.task("lru-cache")
