@@ -37,6 +37,16 @@ def test_tokenize_matches_sklearn_analyzer(impl, speeches):
         assert got == want, f"text #{i}: expected tokens {want[:12]}, got {got[:12]}"
 
 
+@pytest.mark.task("tokenize")
+def test_tokenize_uses_the_pattern_given(impl):
+    # A pattern that keeps one-letter words: "I" and "a" now count, as in CountVectorizer with the same pattern.
+    pattern = r"(?u)\b\w+\b"
+    analyzer = CountVectorizer(token_pattern=pattern, lowercase=True).build_analyzer()
+    for text in ["I am a cat", "To be, or not to be: a question."]:
+        got, want = impl.tokenize(text, pattern), analyzer(text)
+        assert got == want, f"with pattern {pattern!r}, expected {want} for {text!r}, got {got}"
+
+
 @pytest.mark.task("count-matrix")
 def test_count_matrix_hand_example(impl):
     tokens = [["bb", "aa", "aa"], ["cc"], []]
