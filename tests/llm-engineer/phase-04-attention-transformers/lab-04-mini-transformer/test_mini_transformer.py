@@ -116,7 +116,10 @@ def test_head_and_embedding_are_one_parameter(impl):
 def test_initialisation_scale(impl):
     model = impl.MiniGPT(small_config(impl, bias=True, d_model=64, d_ff=256, vocab_size=500))
     for name, p in model.named_parameters():
-        if name.endswith(".bias") and "ln" not in name:
+        if "ln" in name:  # LayerNorm starts as the identity map: gain 1, shift 0
+            expected = 1.0 if name.endswith(".weight") else 0.0
+            assert torch.equal(p, torch.full_like(p, expected)), f"{name} should start at {expected}"
+        elif name.endswith(".bias"):
             assert p.abs().max().item() == 0.0, f"{name} should start at zero"
         elif p.dim() == 2:
             std = p.std().item()
