@@ -48,6 +48,35 @@ def test_labelled_set_is_consistent():
 
 # --------------------------------------------------------------------------- embed
 
+class RawEncoder:
+    """A stand-in encoder without a Normalize layer: text -> [length, vowels, spaces, 1], never unit length.
+    It records the size of every encode call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def get_embedding_dimension(self):
+        return 4
+
+    def encode(self, texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False, **kwargs):
+        self.calls.append(len(texts))
+        return np.array([[len(t), sum(c in "aeiou" for c in t), t.count(" "), 1.0] for t in texts], dtype=np.float32)
+
+
+@pytest.mark.task("embed")
+def test_embed_normalises_each_row_of_a_raw_encoder(impl):
+    texts = ["a", "banana split", "the cat sat on the mat", "xyz", "queue of ideas"]
+    encoder = RawEncoder()
+    got = impl.embed(encoder, texts, batch_size=2, progress=False)
+    raw = np.array([[len(t), sum(c in "aeiou" for c in t), t.count(" "), 1.0] for t in texts])
+    want = raw / np.linalg.norm(raw, axis=1, keepdims=True)                # each row over its own norm
+    assert got.shape == (5, 4), f"expected one row per text, (5, 4), got {got.shape}"
+    assert np.allclose(got, want, atol=1e-6), \
+        f"each row should be divided by its own L2 norm (the encoder does not normalise); got {got} want {want}"
+    assert max(encoder.calls) <= 2 and sum(encoder.calls) == 5, \
+        f"texts should be encoded 2 at a time, each once; encode got batches of {encoder.calls}"
+
+
 @pytest.mark.task("embed")
 def test_embeddings_are_unit_norm_and_match_the_library(impl, minilm):
     texts = ["A man is eating food.", "A man is eating a piece of bread.", "The stock market fell sharply today.",
@@ -114,6 +143,52 @@ def test_kmeans_separates_obvious_clusters(impl):
     assert best.min() > 0.95, f"each true center should have a centroid within cosine 0.95, got {best}"
 
 
+def tight_clusters(sizes, dim, noise, seed):
+    """Unit vectors around the first len(sizes) axes, sizes[i] of them around axis i: (sum(sizes), dim)."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    x = np.eye(dim, dtype=np.float32)[labels] + noise * rng.normal(size=(len(labels), dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), labels
+
+
+@pytest.mark.task("kmeans")
+def test_kmeans_plus_plus_seeds_one_per_cluster(impl):
+    # with n_iter=0 the seeds come back as they are. Four tight orthogonal clusters: a second seed in an occupied
+    # cluster has probability ~ distance 0.001 against ~2 elsewhere, so k-means++ puts one seed in each cluster;
+    # uniform seeds would do so only with probability 4!/4^4 ~ 0.09 per run.
+    x, labels = tight_clusters([40, 40, 40, 40], 8, 0.02, seed=11)
+    for seed in range(8):
+        seeds = impl.kmeans(x, 4, n_iter=0, seed=seed)
+        hit = np.argmax(seeds[:, :4], axis=1)                                 # the axis each seed sits on
+        assert sorted(hit.tolist()) == [0, 1, 2, 3], \
+            f"seed={seed}: k-means++ seeds should land one per cluster, got clusters {sorted(hit.tolist())}"
+
+
+@pytest.mark.task("kmeans")
+def test_kmeans_result_is_a_lloyd_fixed_point(impl):
+    # after convergence, assigning every vector to its most similar centroid and renormalising the member means
+    # must give back the same centroids
+    x, _ = tight_clusters([30, 50, 20], 6, 0.3, seed=12)
+    got = impl.kmeans(x, 3, n_iter=30, seed=0)
+    assign = np.argmax(x @ got.T, axis=1)
+    for c in range(3):
+        members = x[assign == c]
+        assert len(members), f"cluster {c} ended up empty on three well-separated clusters"
+        mean = members.sum(axis=0) / np.linalg.norm(members.sum(axis=0))
+        assert np.allclose(got[c], mean, atol=1e-4), \
+            f"centroid {c} should be the normalised mean of the vectors most similar to it"
+
+
+@pytest.mark.task("kmeans")
+def test_kmeans_empty_cluster_keeps_its_centroid(impl):
+    # 3 distinct points (each 5 times) and 4 clusters: one seed duplicates a point and its cluster stays empty
+    x = np.repeat(np.eye(5, dtype=np.float32)[:3], 5, axis=0)
+    got = impl.kmeans(x, 4, n_iter=3, seed=0)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5), \
+        f"an empty cluster should keep its (unit) centroid, got norms {np.linalg.norm(got, axis=1)}"
+    assert np.allclose(np.sort((got @ x.T).max(axis=1)), 1, atol=1e-5), "every centroid should sit on a data point"
+
+
 # --------------------------------------------------------------------------- ivf-index
 
 @pytest.fixture(scope="module")
@@ -124,6 +199,27 @@ def ivf_setup(impl):
 
 def mean_recall(found, truth):
     return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)]))
+
+
+@pytest.mark.task("ivf-index")
+def test_ivf_every_row_finds_itself_with_one_probe(ivf_setup):
+    # a row lives in the cell of its most similar centroid, and a query probes that same cell first
+    index, corpus, _, _ = ivf_setup
+    scores, ids = index.search(corpus[:300], k=1, nprobe=1)
+    missed = np.flatnonzero(ids[:, 0] != np.arange(300))
+    assert len(missed) == 0, f"{len(missed)} of 300 corpus rows did not find themselves with nprobe=1, e.g. {missed[:5]}"
+    assert np.allclose(scores[:, 0], 1, atol=1e-5), "a row's score against itself should be cosine 1"
+
+
+@pytest.mark.task("ivf-index")
+def test_ivf_pads_when_the_probed_cell_is_small(impl):
+    x, labels = tight_clusters([3, 30], 8, 0.02, seed=13)
+    index = impl.IVFIndex(x, n_lists=2, n_iter=5, seed=0)
+    assert sorted(len(ids) for ids in index.lists) == [3, 30], "two well-separated clusters should give lists 3 and 30"
+    scores, ids = index.search(x[:1], k=5, nprobe=1)                      # a query in the 3-row cluster
+    assert sorted(ids[0, :3].tolist()) == [0, 1, 2], f"the 3 rows of the probed cell come first, got {ids[0]}"
+    assert ids[0, 3:].tolist() == [-1, -1] and np.all(np.isneginf(scores[0, 3:])), \
+        f"the 2 missing places should be padded with id -1 and score -inf, got {ids[0]} {scores[0]}"
 
 
 @pytest.mark.task("ivf-index")
@@ -158,6 +254,9 @@ def test_recall_by_hand(impl):
     assert impl.recall_at_k(["a", "b", "c", "d"], {"b", "d", "z"}, k=2) == pytest.approx(1 / 3), \
         "only the first k retrieved count"
     assert impl.recall_at_k([3, 1, 2], [1, 2, 3], k=3) == 1.0
+    # chunk-level hits mapped to documents can repeat a document: it still counts once
+    assert impl.recall_at_k(["b", "b", "d"], {"b", "d", "z"}, k=3) == pytest.approx(2 / 3), \
+        "a relevant item retrieved twice counts once"
 
 
 @pytest.mark.task("metrics")
@@ -198,6 +297,17 @@ def test_qdrant_returns_the_exact_top_k(impl):
     assert np.array_equal(ids, want), f"Qdrant top-10 should equal brute force; first row {ids[0]} vs {want[0]}"
     assert np.allclose(scores, np.take_along_axis(queries @ corpus.T, want, axis=1), atol=1e-4), \
         "Qdrant cosine scores should equal the dot products of unit vectors"
+
+
+@pytest.mark.task("qdrant")
+def test_qdrant_honours_k_above_and_below_ten(impl):
+    corpus, queries = unit_rows(40, 8, seed=10), unit_rows(3, 8, seed=11)
+    client = impl.qdrant_client(":memory:")
+    impl.qdrant_index(client, "k", corpus)
+    for k in (3, 15):
+        _, ids = impl.qdrant_search(client, "k", queries, k=k)
+        want = brute_force(queries, corpus, k)
+        assert np.array_equal(ids, want), f"k={k}: Qdrant should return the exact top-{k}, got {ids[0]} vs {want[0]}"
 
 
 class Spy:
