@@ -113,6 +113,16 @@ def test_normalize_matches_a_per_channel_loop_and_round_trips(impl, bgr):
     close(z.reshape(-1, 3).std(0).astype(np.float64), np.ones(3), "std after normalising by own stats", atol=1e-4)
 
 
+@pytest.mark.task("normalise")
+def test_denormalize_rounds_and_clips_out_of_range_values(impl):
+    # with mean 0 and std 1, denormalize is x * 255: 260 and -3 must clip (not wrap), 127.6 rounds up
+    x = np.array([[[260.0, -3.0, 127.6], [300.0, 254.4, 0.4]]], np.float32) / 255
+    got = impl.denormalize(x, (0, 0, 0), (1, 1, 1))
+    assert got.dtype == np.uint8, f"expected uint8, got {got.dtype}"
+    assert got.tolist() == [[[255, 0, 128], [255, 254, 0]]], \
+        f"expected [[[255, 0, 128], [255, 254, 0]]] (rounded, then clipped to 0..255), got {got.tolist()}"
+
+
 # ------------------------------------------------------------------ masks and fancy indexing
 
 @pytest.mark.task("masking")
@@ -139,6 +149,16 @@ def test_paint_and_gather(impl):
     assert got.tolist() == [[0, 255, 0], [0, 0, 0], [0, 0, 0]], f"gather_pixels gave {got.tolist()}"
 
 
+@pytest.mark.task("masking")
+def test_gather_pixels_reads_row_y_column_x(impl):
+    img = np.arange(6 * 9 * 3, dtype=np.int32).reshape(6, 9, 3)     # a wide image: rows and columns differ
+    ys, xs = np.array([1, 5, 0, 3]), np.array([8, 2, 5, 3])
+    want = [img[y, x].tolist() for y, x in zip(ys, xs)]
+    got = impl.gather_pixels(img, ys, xs)
+    assert got.tolist() == want, \
+        f"pixels at (y, x) = {list(zip(ys.tolist(), xs.tolist()))}: expected {want}, got {got.tolist()}"
+
+
 # ------------------------------------------------------------------ patches
 
 @pytest.mark.task("patches")
@@ -148,6 +168,8 @@ def test_patches_equal_sliding_window_view(impl, gray, k, stride):
     want = sliding_window_view(gray, (k, k))[::stride, ::stride]
     equal(got, want, f"extract_patches(k={k}, stride={stride}) vs sliding_window_view[::s, ::s]")
     assert np.shares_memory(got, gray), "patches should be a view made with strides, not a copy"
+    with pytest.raises(ValueError):
+        got[0, 0, 0, 0] = -1.0     # patches overlap: a write through one would change its neighbours
 
 
 @pytest.mark.task("patches")
