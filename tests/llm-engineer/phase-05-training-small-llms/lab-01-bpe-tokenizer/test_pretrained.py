@@ -57,6 +57,16 @@ def test_bytes_to_unicode_matches_gpt2_files(impl):
 
 
 @pytest.mark.task("pretrained")
+def test_recover_merges_by_hand(impl):
+    # bytes a, b, c = ranks 0-2; "bc" (3) was learned before "ab" (4). "abc" (5) is then a + bc: rebuilding it with
+    # the lowest rank first joins b, c before a, b. "abab" (6) is ab + ab.
+    ranks = {b"a": 0, b"b": 1, b"c": 2, b"bc": 3, b"ab": 4, b"abc": 5, b"abab": 6}
+    got = impl.recover_merges(ranks)
+    expected = {(1, 2): 3, (0, 1): 4, (0, 3): 5, (4, 4): 6}
+    assert got == expected, f"expected the merges {expected}, got {got}"
+
+
+@pytest.mark.task("pretrained")
 def test_gpt2_vocabulary_matches_tiktoken(gpt2, reference):
     assert len(gpt2.merges) == 50_000, f"expected GPT-2's 50,000 merges, got {len(gpt2.merges)}"
     assert gpt2.n_vocab == reference.n_vocab, f"expected {reference.n_vocab} ids, got {gpt2.n_vocab}"

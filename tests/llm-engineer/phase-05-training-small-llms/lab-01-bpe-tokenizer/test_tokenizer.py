@@ -1,6 +1,7 @@
 """Encoding, decoding, special tokens and save/load of the lab's Tokenizer, on tiny hand-built merges and on a
 tokenizer trained from Shakespeare."""
 import json
+import os
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -104,6 +105,42 @@ def test_save_load_round_trip(impl, trained, tmp_path):
     text = assets.shakespeare(3_000) + "<|pad|>"
     assert loaded.encode(text, allowed_special="all") == trained.encode(text, allowed_special="all"), \
         "the loaded tokenizer encodes differently"
+
+
+@pytest.mark.task("save-load")
+def test_crash_while_writing_keeps_the_old_file(impl, trained, tmp_path, monkeypatch):
+    path = trained.save(tmp_path / "tok.json")
+    before = path.read_bytes()
+    real_dump, real_dumps = json.dump, json.dumps
+
+    def crashing_dump(obj, handle, *args, **kwargs):
+        handle.write('{"format": "labkit-bpe/1", "mer')  # the first bytes, then die as a killed process would
+        raise RuntimeError("simulated crash while writing")
+
+    def crashing_dumps(obj, *args, **kwargs):
+        raise RuntimeError("simulated crash while writing")
+
+    monkeypatch.setattr(json, "dump", crashing_dump)
+    monkeypatch.setattr(json, "dumps", crashing_dumps)  # the same crash for a writer that serialises first
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        trained.save(path)
+    monkeypatch.setattr(json, "dump", real_dump)
+    monkeypatch.setattr(json, "dumps", real_dumps)
+    assert path.read_bytes() == before, "a crash while saving damaged the tokenizer file that was already there"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tok.json"], "the half-written temp file was left behind"
+
+
+@pytest.mark.task("save-load")
+def test_temp_file_is_renamed_from_the_target_folder(impl, trained, tmp_path, monkeypatch):
+    # os.replace is only an atomic rename within one filesystem: the temp file must sit beside the target
+    renames, real_replace = [], os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (renames.append((src, dst)), real_replace(src, dst))[1])
+    path = tmp_path / "deep" / "tok.json"
+    trained.save(path)
+    assert len(renames) == 1, f"expected one os.replace onto the target, got {renames}"
+    src, dst = (os.path.abspath(x) for x in renames[0])
+    assert dst == str(path), f"os.replace should land on {path}, it wrote {dst}"
+    assert os.path.dirname(src) == str(path.parent), f"the temp file {src} is not in the target's folder {path.parent}"
 
 
 @pytest.mark.task("save-load")

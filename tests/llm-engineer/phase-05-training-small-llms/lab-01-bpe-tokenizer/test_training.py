@@ -65,6 +65,10 @@ def test_tie_break_prefers_count_then_smallest_bytes(impl):
     assert frequent < rarer, "a pair seen 4 times must come before one seen 3 times (smaller key wins)"
     assert impl.pair_priority((a, d), 3, vocab) < impl.pair_priority((b_, a), 3, vocab), \
         "at equal counts (b'a', b'd') must come before (b'b', b'a')"
+    # (b'a', b'z') vs (b'ab', b'c'): the left bytes decide (b'a' < b'ab'), although b'abc' < b'az' when joined
+    vocab_ab = {**vocab, 256: b"ab"}
+    assert impl.pair_priority((a, ord("z")), 3, vocab_ab) < impl.pair_priority((256, c), 3, vocab_ab), \
+        "at equal counts (b'a', b'z') must come before (b'ab', b'c'): compare the left bytes first, then the right"
     got = impl.train_naive({b"cd": 3, b"ab": 3, b"zz": 4}, 3)
     expected = [(ord("z"), ord("z")), (a, b_), (c, d)]
     assert got == expected, f"expected {expected} (count first, then smallest bytes), got {got}"
