@@ -43,6 +43,17 @@ def test_dot_and_cosine_hand_values(impl):
 
 
 @pytest.mark.task("dot-cosine")
+def test_cosine_of_a_vector_with_itself_stays_within_one(impl):
+    # a.a / (|a| |a|) rounds above 1 for about a quarter of random vectors; arccos of that is NaN.
+    rng = np.random.default_rng(0)
+    for v in rng.normal(size=(200, 5)):
+        same, opposite = impl.cosine_similarity(v, v), impl.cosine_similarity(v, -v)
+        assert -1.0 <= opposite and same <= 1.0, f"cosine must stay in [-1, 1] despite rounding, got {same}, {opposite}"
+        angle = impl.angular_distance(v, v)
+        assert 0.0 <= angle < 1e-7, f"the angle of {v} with itself must be ~0 (not NaN), got {angle}"
+
+
+@pytest.mark.task("dot-cosine")
 def test_cosine_matches_scipy_and_properties(impl):
     impl.cosine_similarity([1.0], [2.0])
 
@@ -136,6 +147,9 @@ def test_jaccard_hand_values(impl):
     assert impl.jaccard_sets({1}, {2}) == 0.0, "disjoint sets have similarity 0"
     got = impl.jaccard_binary([1, 0, 1, 1], [1, 1, 0, 1])
     assert math.isclose(got, 0.5), f"positions {{0,2,3}} vs {{0,1,3}}: 2/4 = 0.5, got {got}"
+    got = impl.jaccard_binary([1, 0, 0, 0], [1, 1, 0, 0])
+    assert math.isclose(got, 0.5), f"positions {{0}} vs {{0,1}}: 1/2 = 0.5 (shared zeros do not count), got {got}"
+    assert impl.jaccard_binary([0, 0, 0], [0, 0, 0]) == 1.0, "two all-zero vectors are identical (similarity 1)"
 
 
 @pytest.mark.task("jaccard")
@@ -181,6 +195,26 @@ def test_pairwise_matches_cdist(impl, metric, scipy_metric):
 
 
 @pytest.mark.task("pairwise")
+def test_pairwise_cosine_of_a_zero_row_is_nan(impl):
+    X = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 2.0]])
+    Y = np.array([[3.0, 0.0, 4.0], [0.0, 0.0, 0.0]])
+    want = cdist(X, Y, "cosine")  # NaN wherever a zero row is involved; 1 - 11/15 at [1, 0]
+    got = impl.pairwise(X, Y, "cosine")
+    np.testing.assert_allclose(got, want, atol=1e-12, equal_nan=True,
+                               err_msg="a zero row has no direction: its cosine distance is NaN, as in scipy")
+
+
+@pytest.mark.task("pairwise")
+def test_pairwise_euclidean_of_a_point_with_itself_is_zero_not_nan(impl):
+    # |x|^2 + |x|^2 - 2 x.x rounds below 0 on about a quarter of these rows; sqrt of that is NaN.
+    X = np.random.default_rng(0).normal(size=(100, 16))
+    got = impl.pairwise(X, X, "euclidean")
+    assert np.all(np.isfinite(got)), f"{np.sum(~np.isfinite(got))} distances are NaN: clamp rounding at 0"
+    gap = np.abs(got - cdist(X, X)).max()
+    assert gap < 1e-6, f"distances differ from scipy cdist by {gap:.2e}"
+
+
+@pytest.mark.task("pairwise")
 def test_pairwise_dot_and_unit_ranking(impl):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(50, 32))
@@ -198,6 +232,25 @@ def test_pairwise_dot_and_unit_ranking(impl):
 def test_relative_contrast_hand_value(impl):
     assert impl.relative_contrast([1.0, 2.0, 3.0]) == 2.0, "(3 - 1) / 1 = 2"
     assert impl.relative_contrast([4.0, 4.0]) == 0.0, "equal distances have no contrast"
+
+
+@pytest.mark.task("concentration")
+def test_concentration_curve_matches_a_cdist_replay(impl):
+    # Replays the documented draws with scipy: per dimension and trial, a (1, d) query then (n_points, d) points
+    # from one generator seeded once, Manhattan distances, (max - min) / min, averaged over the trials.
+    dims, n_points, trials, seed = [1, 3, 20], 40, 4, 7
+    rng = np.random.default_rng(seed)
+    want = []
+    for d in dims:
+        contrasts = []
+        for _ in range(trials):
+            query, points = rng.random((1, d)), rng.random((n_points, d))
+            dist = cdist(query, points, "cityblock").ravel()
+            contrasts.append((dist.max() - dist.min()) / dist.min())
+        want.append(np.mean(contrasts))
+    got = impl.concentration_curve(dims, n_points=n_points, trials=trials, metric="manhattan", seed=seed)
+    assert np.allclose(got, want, rtol=1e-9), \
+        f"expected the mean Manhattan contrast over {trials} fresh trials per dimension {np.round(want, 4)}, got {np.round(got, 4)}"
 
 
 @pytest.mark.task("concentration")
