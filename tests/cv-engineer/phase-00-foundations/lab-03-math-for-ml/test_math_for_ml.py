@@ -83,6 +83,27 @@ def test_power_iteration_matches_eigh(impl):
 
 
 @pytest.mark.task("power-iteration")
+def test_power_iteration_keeps_the_sign_of_a_negative_eigenvalue(impl):
+    rng = np.random.default_rng(3)
+    Q, _ = np.linalg.qr(rng.standard_normal((5, 5)))
+    A = Q @ np.diag([-9.0, 4.0, 2.0, 1.0, 0.5]) @ Q.T              # largest magnitude is negative
+    lam, v = impl.power_iteration(A)
+    close(lam, -9.0, "dominant eigenvalue of diag(-9, 4, 2, 1, 0.5) in a rotated basis", 1e-9)
+    close(abs(v @ Q[:, 0]), 1.0, "|cos| with the eigenvector of -9", 1e-9)
+
+
+@pytest.mark.task("power-iteration")
+def test_power_iteration_sign_convention_does_not_depend_on_the_start(impl):
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    A = Q @ np.diag([5.0, 2.0, 1.0, 0.5, 0.3, 0.1]) @ Q.T
+    vs = [impl.power_iteration(A, rng=np.random.default_rng(seed))[1] for seed in range(6)]
+    for seed, v in enumerate(vs):
+        assert v[np.argmax(np.abs(v))] > 0, f"seed {seed}: the largest-magnitude entry of v should be positive"
+        close(v, vs[0], f"eigenvector from start seed {seed} vs seed 0", 1e-9)
+
+
+@pytest.mark.task("power-iteration")
 def test_deflation_recovers_top_eigenpairs_of_a_covariance(impl, digits):
     cov = np.cov(digits, rowvar=False)
     values, vectors = impl.top_eigenpairs(cov, 4)
@@ -130,6 +151,15 @@ def test_softmax_and_cross_entropy_equal_scipy(impl):
 
 
 @pytest.mark.task("softmax-ce")
+def test_softmax_shifts_each_row_by_its_own_max(impl):
+    logits = np.array([[1000.0, 999.0], [-1000.0, -1001.0]])        # two rows on very different scales
+    want = np.array([[1, np.exp(-1)], [1, np.exp(-1)]]) / (1 + np.exp(-1))
+    close(impl.softmax(logits), want, "softmax of a high row and a low row", 1e-12)
+    close(impl.cross_entropy(logits, np.array([1, 0])), (np.log1p(np.exp(-1)) + 1 + np.log1p(np.exp(-1))) / 2,
+          "CE over the two rows", 1e-12)
+
+
+@pytest.mark.task("softmax-ce")
 @settings(max_examples=15, deadline=None)
 @given(st.integers(1, 5), st.integers(2, 6), st.integers(0, 10_000))
 def test_cross_entropy_gradient_equals_finite_differences(impl, n, c, seed):
@@ -166,6 +196,17 @@ def test_logistic_loss_and_gradient_against_references(impl, threes_and_eights):
         + 0.5 * l2 * t[:-1] @ t[:-1]), 1e-7)
     dw, db = impl.logistic_grad(w, b, X, y, l2)
     close(np.append(dw, db), ref, "gradient vs scipy approx_fprime", 1e-5)
+
+
+@pytest.mark.task("logistic-grad")
+def test_logistic_loss_stays_finite_for_confident_predictions(impl):
+    # z = +-40: sigmoid rounds to exactly 1 or 0 in float64, yet log(1 + e^40) = 40 + log1p(e^-40) ~ 40.
+    X, y = np.array([[1.0], [1.0], [-1.0]]), np.array([0.0, 1.0, 1.0])
+    w, b = np.array([40.0]), 0.0
+    # per sample: log(1 + e^40) = 40 (y=0, z=40), ~0 (y=1, z=40), log(1 + e^40) = 40 (y=1, z=-40)
+    close(impl.logistic_loss(w, b, X, y), 80.0 / 3, "loss with |z| = 40 (hand-worked)", 1e-9)
+    dw, db = impl.logistic_grad(w, b, X, y)
+    close(np.append(dw, db), [(1 + 0 + 1) / 3, (1 + 0 - 1) / 3], "gradient with |z| = 40 (p - y is 1, 0, -1)", 1e-9)
 
 
 @pytest.mark.task("logistic-grad")
