@@ -170,6 +170,23 @@ def test_train_step_is_accumulate_clip_update(impl, with_scaler):
 
 
 @pytest.mark.task("train-step")
+def test_two_steps_start_from_clean_gradients_and_follow_the_schedule(impl):
+    # two steps on two different batches, lr 0.5 then 0.1: the second step must use only its own gradients,
+    # and the scheduler must move the lr after the first update, not before it
+    ours, ref = tiny_model(impl), tiny_model(impl)
+    opt = torch.optim.SGD(ours.parameters(), lr=0.5)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 if s == 0 else 0.2)
+    for step, lr in enumerate((0.5, 0.1)):
+        x, y = batch(seed=10 + step)
+        micro = [(x[:4], y[:4]), (x[4:], y[4:])]
+        impl.train_step(ours, opt, sched, micro, max_norm=0.05)
+        manual_step(ref, micro, lr, 0.05)
+        for (name, p), q in zip(ours.named_parameters(), ref.parameters()):
+            assert_close_to_reference(p, q, atol=1e-6, rtol=1e-5,
+                                      what=f"{name} after step {step + 1} (SGD at lr {lr}, clip at 0.05)")
+
+
+@pytest.mark.task("train-step")
 def test_train_step_skips_an_overflowing_step_and_shrinks_the_scale(impl):
     model = tiny_model(impl)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -261,6 +278,19 @@ def test_bytes_are_fsynced_before_the_rename(impl, tmp_path, monkeypatch):
     assert "fsync" in calls[:calls.index("replace")], f"no fsync before the rename (calls in order: {calls})"
 
 
+@pytest.mark.task("atomic-save")
+def test_temp_file_is_renamed_from_the_checkpoint_folder(impl, tmp_path, monkeypatch):
+    # os.replace is an atomic rename only within one filesystem, so the temp file must sit beside the target
+    renames, real_replace = [], os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (renames.append((a, b)), real_replace(a, b))[1])
+    path = tmp_path / "run" / "ckpt.pt"
+    impl.save_checkpoint({"step": 1}, path)
+    assert len(renames) == 1, f"expected one os.replace onto the checkpoint, got {renames}"
+    src, dst = (os.path.abspath(x) for x in renames[0])
+    assert dst == str(path), f"os.replace should land on {path}, it wrote {dst}"
+    assert os.path.dirname(src) == str(path.parent), f"the temp file {src} is not in the target's folder {path.parent}"
+
+
 # ---------------------------------------------------------------- loading
 
 def valid_checkpoint(impl, **override):
@@ -295,6 +325,27 @@ def test_load_gives_one_line_errors_for_broken_files(impl, tmp_path):
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     assert_one_line_error(impl, truncated)
     assert_one_line_error(impl, tmp_path / "missing.pt")
+
+
+class _RunsCodeWhenUnpickled:
+    """What a malicious checkpoint hides: unpickling it calls exec. weights_only=True refuses such objects."""
+
+    def __reduce__(self):
+        return exec, ("import builtins; builtins.labkit_checkpoint_ran_code = True",)
+
+
+@pytest.mark.task("load-checkpoint")
+def test_load_never_runs_code_from_the_file(impl, tmp_path):
+    import builtins
+
+    path = tmp_path / "evil.pt"
+    torch.save(valid_checkpoint(impl, data=_RunsCodeWhenUnpickled()), path)
+    try:
+        assert_one_line_error(impl, path)
+        ran = getattr(builtins, "labkit_checkpoint_ran_code", False)
+    finally:
+        builtins.__dict__.pop("labkit_checkpoint_ran_code", None)
+    assert not ran, "loading the checkpoint executed code hidden in its pickle (load with weights_only=True)"
 
 
 @pytest.mark.task("load-checkpoint")
