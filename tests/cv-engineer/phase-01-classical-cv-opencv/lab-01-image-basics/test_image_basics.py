@@ -57,6 +57,9 @@ def test_hsv_matches_cvtcolor(impl, colour_images):
             f"{name}: hue differs from cv2 by up to {hue_gap(ours[..., 0], ref[..., 0]).max()} (allowed 1, circular)"
         sv = np.abs(ours[..., 1:].astype(int) - ref[..., 1:])
         assert sv.max() <= 1, f"{name}: S/V differ from cv2 by up to {sv.max()} (allowed 1)"
+        same = [np.mean(ours[..., c] == ref[..., c]) for c in range(3)]
+        assert min(same) > 0.98, \
+            f"{name}: expected >98% identical H, S, V (rounded, not truncated); got {[f'{x:.2%}' for x in same]}"
 
 
 @pytest.mark.task("hsv")
@@ -84,6 +87,19 @@ def test_hsv_mask_wraps_hue_for_red(impl, colour_images):
     got = impl.hsv_mask(hsv, (170, 60, 60), (10, 255, 255))
     assert np.array_equal(got, want), f"wrapped hue 170..10 should equal the union of two inRange calls; " \
                                       f"{(got != want).sum()} pixels differ"
+
+
+@pytest.mark.task("hsv-mask")
+def test_hsv_mask_bounds_are_inclusive(impl):
+    lo, hi = (20, 50, 60), (40, 200, 220)
+    # each pixel sits exactly on one bound (inside), or one level beyond it (outside)
+    px = np.array([[[20, 100, 100], [40, 100, 100], [30, 50, 100], [30, 200, 100], [30, 100, 60], [30, 100, 220],
+                    [19, 100, 100], [41, 100, 100], [30, 49, 100], [30, 201, 100], [30, 100, 59], [30, 100, 221]]],
+                  np.uint8)
+    got = (impl.hsv_mask(px, lo, hi)[0] > 0).tolist()
+    want = (cv2.inRange(px, lo, hi)[0] > 0).tolist()
+    assert want == [True] * 6 + [False] * 6, "reference check: cv2.inRange includes both bounds"
+    assert got == want, f"pixels exactly on lo or hi are inside (inclusive bounds): expected {want}, got {got}"
 
 
 @pytest.mark.task("hsv-mask")
@@ -162,12 +178,25 @@ def test_clahe_matches_cv2(impl, gray_images):
 
 
 @pytest.mark.task("otsu")
+def test_otsu_hand_cases_and_ties(impl):
+    # three levels 10, 11, 12 with 30, 30, 40 pixels: sigma_B^2(10) = .3 * .7 * (10 - 81/7)^2 = 0.519,
+    # sigma_B^2(11) = .6 * .4 * (10.5 - 12)^2 = 0.54, so t = 11 (pixels <= 11 are the dark class)
+    img = np.repeat(np.array([10] * 3 + [11] * 3 + [12] * 4, np.uint8)[None], 10, axis=0)
+    assert impl.otsu_threshold(img) == 11, f"levels 10/11/12 (30/30/40 px): expected t = 11, got {impl.otsu_threshold(img)}"
+    # two levels 50 and 200: every t in 50..199 gives the same split, and ties go to the smallest t
+    two = np.zeros((10, 10), np.uint8)
+    two[:, :5], two[:, 5:] = 50, 200
+    assert impl.otsu_threshold(two) == 50, \
+        f"levels 50 and 200: all t in 50..199 tie, the smallest (50) should win; got {impl.otsu_threshold(two)}"
+
+
+@pytest.mark.task("otsu")
 def test_otsu_matches_cv2_on_real_images(impl, gray_images, colour_images):
     images = dict(gray_images, chelsea=cv2.cvtColor(colour_images["chelsea"], cv2.COLOR_BGR2GRAY))
     for name, img in images.items():
         t_ref, _ = cv2.threshold(img, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
         t = impl.otsu_threshold(img)
-        assert abs(int(t) - int(t_ref)) <= 1, f"{name}: expected Otsu threshold {int(t_ref)} (+-1), got {t}"
+        assert int(t) == int(t_ref), f"{name}: expected Otsu threshold {int(t_ref)} (as cv2.threshold), got {t}"
 
 
 @pytest.mark.task("otsu")
@@ -178,7 +207,7 @@ def test_otsu_separates_a_bimodal_image(impl):
     img = img.astype(np.uint8)
     t = impl.otsu_threshold(img)
     t_ref, _ = cv2.threshold(img, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    assert abs(int(t) - int(t_ref)) <= 1, f"expected Otsu threshold {int(t_ref)} (+-1), got {t}"
+    assert int(t) == int(t_ref), f"expected Otsu threshold {int(t_ref)} (as cv2.threshold), got {t}"
     square = np.zeros_like(img, bool)
     square[30:90, 30:90] = True
     assert np.mean((img > t) == square) > 0.999, "thresholding at t should separate the bright square"
