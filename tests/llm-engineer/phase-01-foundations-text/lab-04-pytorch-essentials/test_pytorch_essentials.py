@@ -1,6 +1,7 @@
 """Lab 04 checks: broadcasting puzzles against hand-computed tensors, autograd against analytic derivatives,
 regression against numpy's least squares, the manual MLP backward against autograd and finite differences."""
 import math
+import time
 
 import numpy as np
 import pytest
@@ -133,6 +134,23 @@ def test_module_shape_and_parameters(impl):
     assert n_params == 5, f"4 weights + 1 bias = 5 parameters expected, got {n_params}"
     out = model(torch.randn(7, 4))
     assert out.shape == (7,), f"forward should return shape (n,) = (7,), got {tuple(out.shape)}"
+    out = model(torch.randn(1, 4))
+    assert out.shape == (1,), f"a batch of one row should give shape (1,), got {tuple(out.shape)}"
+
+
+@pytest.mark.task("module-training")
+def test_epoch_loss_is_the_mean_over_all_rows(impl, regression):
+    # With lr=0 nothing moves, so every epoch's mean loss is the untouched model's MSE on the whole data set.
+    X, y, _, _ = regression
+    torch.manual_seed(0)
+    model = impl.LinearModel(X.shape[1])
+    with torch.no_grad():
+        w, b = model.linear.weight.ravel(), model.linear.bias[0]
+        want = float(((X @ w + b - y) ** 2).mean())
+    history = impl.train_model(model, X, y, epochs=2, lr=0.0, batch_size=40, optimizer="sgd")
+    assert len(history) == 2, f"expected one loss per epoch (2), got {len(history)}"
+    assert np.allclose(history, want, rtol=1e-5), \
+        f"each epoch's loss should be the mean over all 400 rows, {want:.5f}, got {history}"
 
 
 @pytest.mark.task("module-training")
@@ -210,6 +228,37 @@ def test_matmul_timing_on_cpu(impl):
     assert impl.matmul_gflops(1000, 1.0) == 2.0, "1000^3 multiply-adds = 2e9 FLOPs: 2.0 GFLOP/s in one second"
     seconds = impl.time_matmul(64, "cpu", repeats=3)
     assert isinstance(seconds, float) and 0 < seconds < 10, f"seconds per 64x64 matmul should be positive, got {seconds}"
+
+
+@pytest.mark.task("matmul-timing")
+def test_time_matmul_warms_up_then_averages_the_repeats(impl, monkeypatch):
+    # A fake clock that advances exactly one second per matmul: the answer is then exactly 1.0 s per call, and
+    # the first clock reading must come after at least one (warm-up) matmul.
+    clock = {"now": 0.0, "reads": []}
+
+    def ticking(original):
+        def wrapped(*args, **kwargs):
+            clock["now"] += 1.0
+            return original(*args, **kwargs)
+        return wrapped
+
+    def read():
+        clock["reads"].append(clock["now"])
+        return clock["now"]
+
+    with monkeypatch.context() as patch:
+        for owner, name in [(torch.Tensor, "__matmul__"), (torch.Tensor, "matmul"), (torch.Tensor, "mm"),
+                            (torch, "matmul"), (torch, "mm")]:
+            patch.setattr(owner, name, ticking(getattr(owner, name)))
+        for name in ("perf_counter", "monotonic", "time"):
+            patch.setattr(time, name, read)
+        for name in ("perf_counter_ns", "monotonic_ns", "time_ns"):
+            patch.setattr(time, name, lambda: int(read() * 1e9))
+        seconds = impl.time_matmul(8, "cpu", repeats=4)
+    assert clock["reads"] and clock["reads"][0] >= 1.0, \
+        f"warm up with one matmul before starting the clock (matmuls done at the first reading: {clock['reads'][:1]})"
+    assert seconds == pytest.approx(1.0), \
+        f"4 timed matmuls of 1 s each (fake clock) is 1.0 s per matmul; got {seconds} (total instead of mean? warm-up timed?)"
 
 
 @pytest.mark.gpu
