@@ -112,6 +112,34 @@ def test_sobel_on_a_vertical_step(impl):
         f"gx should peak at 4 x 100 = 400 on columns [9, 10]; got {gx.max()} on {cols}"
 
 
+def nms_cases(images):
+    """uint8 images whose edges run in every direction, tie across two pixels, or touch the border."""
+    disc = np.zeros((64, 64), np.uint8)
+    cv2.circle(disc, (32, 32), 20, 200, -1)                    # every gradient direction, diagonals included
+    plateau = np.zeros((32, 32), np.uint8)
+    plateau[:, 16:] = 200                                      # a sharp step: two columns share the top magnitude
+    plateau[20:, :] = np.maximum(plateau[20:, :], 120)         # and a sharp horizontal one
+    at_border = np.zeros((32, 32), np.uint8)
+    at_border[:, 1:] = 200                                     # the step sits on the image's first column
+    return {"blurred disc": cv2.GaussianBlur(disc, (5, 5), 1.5), "sharp steps": plateau,
+            "step at the border": at_border, "camera": cv2.GaussianBlur(images["camera"], (5, 5), 1.0)}
+
+
+@pytest.mark.task("nms")
+def test_nms_equals_opencv_canny_with_equal_thresholds(impl, images):
+    """cv2.Canny(img, t, t) keeps exactly the NMS survivors above t (no weak pixels to link), with Sobel on
+    replicated borders and |gx| + |gy|: an independent reference for sectors, tie rules and borders."""
+    t = 40
+    for name, img in nms_cases(images).items():
+        gx = cv2.Sobel(img, cv2.CV_64F, 1, 0, ksize=3, borderType=cv2.BORDER_REPLICATE)
+        gy = cv2.Sobel(img, cv2.CV_64F, 0, 1, ksize=3, borderType=cv2.BORDER_REPLICATE)
+        got = np.asarray(impl.non_max_suppression(np.abs(gx) + np.abs(gy), gx, gy)) > t
+        want = cv2.Canny(img, t, t) > 0
+        assert np.array_equal(got, want), \
+            f"{name}: NMS survivors above {t} differ from cv2.Canny({t}, {t}) on {(got != want).sum()} of " \
+            f"{want.sum()} edge pixels (first at {np.argwhere(got != want)[:3].tolist()})"
+
+
 @pytest.mark.task("nms")
 def test_nms_thins_a_blurred_edge_to_one_pixel(impl):
     img = np.zeros((40, 40), np.float32)
@@ -191,6 +219,24 @@ def test_erode_dilate_match_opencv(impl, images):
                                         (impl.dilate(test_img, se), cv2.dilate(test_img, se), "dilate")]:
                     assert np.array_equal(ours, ref), \
                         f"{name} {what} {se.shape}: differs from cv2.{what} on {(ours != ref).sum()} pixels"
+
+
+@pytest.mark.task("morphology")
+def test_asymmetric_elements_are_not_reflected(impl, images):
+    """cv2.erode/dilate take out[y, x] over img[y + i - ry, x + j - rx] for the element's on-pixels (i, j), with
+    no reflection; only an asymmetric element shows the difference."""
+    l_shape = np.array([[1, 0, 0], [1, 0, 0], [1, 1, 1]], np.uint8)
+    scattered = np.zeros((3, 5), np.uint8)
+    scattered[0, 0] = scattered[1, 2] = scattered[1, 4] = scattered[2, 4] = 1
+    img = images["camera"]
+    for se in (l_shape, scattered):
+        for op, ours, ref in [("erode", impl.erode(img, se), cv2.erode(img, se)),
+                              ("dilate", impl.dilate(img, se), cv2.dilate(img, se)),
+                              ("open", impl.morphology(img, "open", se), cv2.morphologyEx(img, cv2.MORPH_OPEN, se)),
+                              ("close", impl.morphology(img, "close", se),
+                               cv2.morphologyEx(img, cv2.MORPH_CLOSE, se))]:
+            assert np.array_equal(ours, ref), \
+                f"{op} with the asymmetric element\n{se}\ndiffers from OpenCV on {(ours != ref).sum()} pixels"
 
 
 @pytest.mark.task("morphology")
