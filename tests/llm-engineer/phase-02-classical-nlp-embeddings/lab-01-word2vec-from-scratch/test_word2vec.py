@@ -26,6 +26,13 @@ def test_vocab_counts_order_and_min_count(impl):
 
 
 @pytest.mark.task("build-vocab")
+def test_vocab_ties_are_alphabetical_not_first_seen(impl):
+    vocab = impl.build_vocab("z y y z x".split(), min_count=1)
+    # z and y both occur twice; z is seen first, but ties go alphabetically: y, z, then x (once)
+    assert vocab.words == ["y", "z", "x"], f"expected ['y', 'z', 'x'], got {vocab.words}"
+
+
+@pytest.mark.task("build-vocab")
 def test_vocab_refuses_bad_min_count(impl):
     with pytest.raises(ValueError):
         impl.build_vocab(["a", "b"], min_count=5)  # nothing survives
@@ -44,6 +51,15 @@ def test_noise_table_follows_unigram_to_the_075(impl):
     assert np.all(np.abs(got - expected) <= 1.0), f"slots per word {got.tolist()}, expected about " \
                                                   f"{np.round(expected, 1).tolist()} (counts^0.75, normalised)"
     assert np.all(np.diff(table) >= 0), "the table should list word 0's slots first, then word 1's, ..."
+
+
+@pytest.mark.task("noise-table")
+@pytest.mark.parametrize("power, slots", [(1.0, [6, 2]), (0.0, [4, 4])])
+def test_noise_table_uses_the_power_given(impl, power, slots):
+    # counts 3 and 1 in 8 slots: power 1 keeps the raw shares 3/4, 1/4; power 0 makes them uniform
+    table = impl.noise_table(np.array([3, 1]), size=8, power=power)
+    got = np.bincount(table, minlength=2).tolist()
+    assert got == slots, f"power={power}: expected {slots} slots for counts [3, 1], got {got}"
 
 
 @pytest.mark.task("noise-table")
@@ -213,6 +229,39 @@ def _top(vocab, unit, target, exclude, k):
         sims[vocab.index[w]] = -np.inf
     order = np.argsort(-sims)
     return [vocab.words[i] for i in order[:k]], sims[order[:k + 1]]
+
+
+@pytest.mark.task("train-torch")
+def test_training_replays_the_canonical_loop(impl):
+    # A tiny run replayed step by step with the same seeds and pipeline: zero_grad, loss, backward, step, record.
+    tokens = impl.planted_corpus(150, seed=1).tokens
+    vocab = impl.build_vocab(tokens, min_count=3)
+    ids = vocab.encode(tokens)
+    dim, window, k, epochs, batch_size, lr = 8, 2, 3, 2, 256, 0.05
+    model, losses = impl.train_torch(ids, vocab, dim=dim, window=window, k=k, epochs=epochs,
+                                     batch_size=batch_size, lr=lr, seed=0)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    reference = impl.SkipGramNS(len(vocab.words), dim)
+    table, keep = impl.noise_table(vocab.counts), impl.keep_probability(vocab.counts, 1e-3)
+    optimiser = torch.optim.SparseAdam(reference.parameters(), lr=lr)
+    want = []
+    for epoch in range(epochs):
+        pairs = impl.skipgram_pairs(impl.subsample(ids, keep, rng), window, rng)
+        n_steps = math.ceil(len(pairs[0]) / batch_size)
+        for step, batch in enumerate(impl.batches(pairs, table, k, batch_size, rng)):
+            for group in optimiser.param_groups:
+                group["lr"] = lr * max(1e-4, 1.0 - (epoch * n_steps + step) / (epochs * n_steps))
+            optimiser.zero_grad()
+            loss = reference(*(torch.as_tensor(a) for a in batch))
+            loss.backward()
+            optimiser.step()
+            want.append(loss.item())
+    assert len(losses) == len(want), f"expected one loss per step ({len(want)}), got {len(losses)}"
+    np.testing.assert_allclose(losses, want, rtol=1e-5, err_msg="per-step losses differ from a plain "
+                               "zero_grad / loss / backward / step loop")
+    gap = (model.in_emb.weight - reference.in_emb.weight).abs().max().item()
+    assert gap < 1e-5, f"trained input vectors differ from the replayed loop's by {gap:.2e}"
 
 
 @pytest.mark.task("train-torch")
