@@ -83,6 +83,31 @@ def test_harris_finds_checkerboard_corners(impl):
     assert missed.max() <= 1.0, f"an inner corner has no detection within 1 px (nearest {missed.max():.2f} px)"
 
 
+def reference_corners(img, radius, rel_threshold):
+    """Brute force on cv2.cornerHarris: pixels that are the maximum of their (2r + 1)^2 window and above
+    rel_threshold * max(R), strongest first."""
+    r = cv2.cornerHarris(img.astype(np.float32), 2, 3, 0.04).astype(np.float64)
+    k = 2 * radius + 1
+    window_max = np.lib.stride_tricks.sliding_window_view(
+        np.pad(r, radius, constant_values=-np.inf), (k, k)).max(axis=(2, 3))
+    ys, xs = np.nonzero((r >= window_max) & (r > rel_threshold * r.max()))
+    order = np.argsort(-r[ys, xs], kind="stable")
+    return [(int(x), int(y)) for x, y in zip(xs[order], ys[order])]
+
+
+@pytest.mark.task("harris-corners")
+def test_harris_corners_equal_brute_force_on_photos(impl, photos):
+    for name, img in photos.items():
+        want = reference_corners(img, 3, 0.01)
+        got = [tuple(p) for p in np.asarray(impl.harris_corners(img, 2, 0.04, 0.01, 3)).tolist()]
+        # float32 (OpenCV) vs float64 responses may flip a near-tie; a wrong window or threshold changes many
+        assert len(set(got) ^ set(want)) <= 1, \
+            f"{name}: expected the {len(want)} window maxima above 1% of max R, got {len(got)}; " \
+            f"{len(set(got) ^ set(want))} differ (a corner survives only if no stronger response lies within " \
+            f"3 px in any direction)"
+        assert got[:5] == want[:5], f"{name}: strongest first: expected {want[:5]}, got {got[:5]}"
+
+
 def cv2_ratio_pairs(d1, d2, norm, ratio):
     pairs = set()
     for m in cv2.BFMatcher(norm).knnMatch(d1, d2, k=2):
@@ -117,6 +142,17 @@ def test_ratio_match_equals_bfmatcher_knn(impl, photos):
             overlap = len(got & want) / max(len(got | want), 1)
             assert overlap >= 0.99, f"{method} ratio {ratio}: expected the pairs of BFMatcher.knnMatch + ratio " \
                                     f"test ({len(want)}), got {len(got)} with Jaccard overlap {overlap:.3f}"
+
+
+@pytest.mark.task("ratio-match")
+def test_ratio_test_is_strict_at_the_boundary(impl):
+    d1 = np.float32([[0, 0], [10, 1]])
+    d2 = np.float32([[3, 0], [0, 4], [10, 0]])
+    # row 0: distances 3, 4, 10 -> 3 < 0.75 * 4 is false (a tie), 3 < 0.8 * 4 is true
+    # row 1: distances sqrt(50), sqrt(116), 1 -> best is d2[2], clearly better than the second
+    for ratio, want in [(0.75, [[1, 2]]), (0.8, [[0, 0], [1, 2]])]:
+        got = sorted(np.asarray(impl.ratio_match(d1, d2, ratio)).tolist())
+        assert got == want, f"ratio {ratio}: expected pairs (index in d1, index in d2) {want}, got {got}"
 
 
 @pytest.mark.task("dlt")
@@ -159,6 +195,40 @@ def test_ransac_with_30_percent_outliers(impl):
         f"expected the true H within 1 px at the image corners, got {corner_gap(h, h_true, 320, 240):.2f} px"
     assert not (mask & far).any() and mask[~bad].mean() > 0.95, \
         f"inlier mask: {(mask & far).sum()} outliers kept, {mask[~bad].mean():.0%} of true inliers found"
+
+
+@pytest.mark.task("ransac")
+@pytest.mark.parametrize("seed", range(4))
+def test_ransac_with_60_percent_outliers(impl, seed):
+    """A clean 4-point sample has probability 0.4^4 = 2.6% here: RANSAC needs log(0.001) / log(1 - 0.4^4) ~ 266
+    iterations for 99.9% confidence. Stopping after log(0.001) / log(1 - 0.4) ~ 14 usually finds none."""
+    rng = np.random.default_rng(100 + seed)
+    h_true = known_homography(320, 240, seed)
+    src = rng.uniform([0, 0], [320, 240], (150, 2))
+    dst = cv2.perspectiveTransform(src[None], h_true)[0] + rng.normal(0, 0.3, (150, 2))
+    bad = np.arange(150) < 90
+    dst[bad] = rng.uniform([0, 0], [320, 240], (90, 2))
+    h, mask = impl.ransac_homography(src, dst, 2.0, 2000, 0.999, seed)
+    assert corner_gap(h, h_true, 320, 240) < 1.0, \
+        f"seed {seed}, 60% outliers: corner error {corner_gap(h, h_true, 320, 240):.2f} px (allowed 1)"
+
+
+@pytest.mark.task("ransac")
+def test_ransac_picks_the_larger_of_two_planes(impl):
+    """55% of the pairs follow one homography, 45% another (two planes in a scene): RANSAC must return the
+    one with the larger consensus, for every seed."""
+    rng = np.random.default_rng(5)
+    h_big, h_small = known_homography(320, 240, 10), known_homography(320, 240, 11)
+    src = rng.uniform([0, 0], [320, 240], (200, 2))
+    big = np.arange(200) < 110
+    dst = np.where(big[:, None], cv2.perspectiveTransform(src[None], h_big)[0],
+                   cv2.perspectiveTransform(src[None], h_small)[0]) + rng.normal(0, 0.3, (200, 2))
+    for seed in range(6):
+        h, mask = impl.ransac_homography(src, dst, 2.0, 2000, 0.999, seed)
+        mask = np.asarray(mask, bool)
+        assert corner_gap(h, h_big, 320, 240) < 1.0 and mask[big].mean() > 0.95, \
+            f"seed {seed}: expected the 55% plane (corner error {corner_gap(h, h_big, 320, 240):.2f} px, " \
+            f"{mask[big].mean():.0%} of its pairs inliers), not the 45% one"
 
 
 def interior_gap(h_est, h_true, w, h):
