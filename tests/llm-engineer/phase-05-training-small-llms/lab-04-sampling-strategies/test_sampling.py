@@ -10,10 +10,13 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from transformers import (LlamaConfig, LlamaForCausalLM, MinPLogitsWarper, RepetitionPenaltyLogitsProcessor,
-                          TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+from transformers import (LlamaConfig, LlamaForCausalLM, LogitsProcessorList, MinPLogitsWarper,
+                          RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper,
+                          TopPLogitsWarper)
 
 V = 97
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread (labkit plugin)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +75,15 @@ def test_sample_frequencies_follow_the_softmax(impl):
 
 
 @pytest.mark.task("temperature-greedy")
+def test_sample_repeats_with_the_same_seeded_generator(impl):
+    logits = random_logits(rows=64, scale=0.5)  # flat rows: each draw has many likely outcomes
+    first = impl.sample(logits, torch.Generator().manual_seed(11))
+    torch.rand(3)  # move the global RNG: a draw from a seeded generator must not depend on it
+    second = impl.sample(logits, torch.Generator().manual_seed(11))
+    assert torch.equal(first, second), "two draws with generators seeded alike differ: use the generator argument"
+
+
+@pytest.mark.task("temperature-greedy")
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.floats(-8, 8), min_size=2, max_size=20), st.floats(0.1, 3.0), st.floats(1.01, 3.0))
 def test_higher_temperature_never_lowers_entropy(impl, values, t_low, factor):
@@ -100,6 +112,24 @@ def test_top_k_keeps_exactly_k_and_matches_transformers(impl, k):
 
 
 @pytest.mark.task("top-k-min-p")
+def test_top_k_keeps_exactly_k_when_the_kth_logit_is_tied(impl):
+    logits = torch.tensor([[1.0, 3.0, 2.0, 2.0, 0.0]])  # top-2: the 3.0 and one of the two 2.0s
+    kept = torch.isfinite(impl.top_k_filter(logits, 2))[0]
+    assert kept.sum() == 2, f"top-2 with a tie at the 2nd value should keep exactly 2 tokens, kept {kept.tolist()}"
+    assert kept[1] and (kept[2] ^ kept[3]), f"expected the 3.0 and one of the tied 2.0s, kept {kept.tolist()}"
+
+
+@pytest.mark.task("top-k-min-p")
+def test_min_p_keeps_tokens_exactly_at_the_threshold(impl):
+    # min_p = 1 keeps every token as likely as the top one: here two tied tokens sit exactly on the threshold
+    logits = torch.tensor([[2.0, 0.5, 2.0, 1.0]])
+    out = impl.min_p_filter(logits, 1.0)
+    assert torch.isfinite(out)[0].tolist() == [True, False, True, False], \
+        f"min-p 1.0 should keep both tokens tied for the top, kept {torch.isfinite(out)[0].tolist()}"
+    assert_same_logits(out, MinPLogitsWarper(min_p=1.0)(random_ids(1), logits.clone()), "min-p 1.0 with a tie")
+
+
+@pytest.mark.task("top-k-min-p")
 @pytest.mark.parametrize("min_p", [0.0, 0.05, 0.3, 0.9])
 def test_min_p_threshold_is_relative_to_the_top_probability(impl, min_p):
     logits = random_logits()
@@ -118,6 +148,18 @@ def test_top_p_matches_transformers(impl, p):
     logits = random_logits(rows=8)
     assert_same_logits(impl.top_p_filter(logits, p), TopPLogitsWarper(top_p=p)(random_ids(8), logits.clone()),
                        f"top-p {p}")
+
+
+@pytest.mark.task("top-p")
+@pytest.mark.parametrize("p,n_kept", [(0.25, 1), (0.5, 2), (0.75, 3)])
+def test_top_p_stops_when_the_mass_reaches_p_exactly(impl, p, n_kept):
+    # four equal tokens of probability 0.25 (exact in binary): mass p is reached after exactly 4p tokens
+    logits = torch.zeros(1, 4)
+    out = impl.top_p_filter(logits, p)
+    assert int(torch.isfinite(out).sum()) == n_kept, \
+        f"top-p {p} over four tokens of 0.25 should keep {n_kept}, kept {int(torch.isfinite(out).sum())}"
+    theirs = TopPLogitsWarper(top_p=p)(random_ids(1), logits.clone())
+    assert int(torch.isfinite(theirs).sum()) == n_kept, "test setup: transformers keeps another count"
 
 
 @pytest.mark.task("top-p")
@@ -165,6 +207,31 @@ def test_repetition_penalty_lowers_seen_tokens_only(impl):
 
 
 # ---------------------------------------------------------------- generation loop vs transformers.generate
+
+def transformers_processors(settings_):
+    """The same processors from transformers, in the order its generate() applies them."""
+    procs = []
+    if settings_.get("rep_penalty"):
+        procs.append(RepetitionPenaltyLogitsProcessor(penalty=settings_["rep_penalty"]))
+    if settings_.get("temperature"):
+        procs.append(TemperatureLogitsWarper(settings_["temperature"]))
+    if settings_.get("top_k"):
+        procs.append(TopKLogitsWarper(top_k=settings_["top_k"]))
+    if settings_.get("top_p"):
+        procs.append(TopPLogitsWarper(top_p=settings_["top_p"]))
+    if settings_.get("min_p"):
+        procs.append(MinPLogitsWarper(min_p=settings_["min_p"]))
+    return LogitsProcessorList(procs)
+
+
+@pytest.mark.task("generate-loop")
+@pytest.mark.parametrize("settings_", [dict(temperature=2.0, min_p=0.1), dict(temperature=0.5, top_p=0.8),
+                                       dict(rep_penalty=1.3, temperature=0.7, top_k=12, top_p=0.9, min_p=0.05)])
+def test_process_logits_chains_like_transformers(impl, settings_):
+    logits, ids = random_logits(), random_ids()
+    ours = impl.process_logits(logits.clone(), ids, **settings_)
+    assert_same_logits(ours, transformers_processors(settings_)(ids, logits.clone()), f"process_logits {settings_}")
+
 
 @pytest.mark.task("generate-loop")
 def test_greedy_generation_matches_transformers(impl, tiny_llama):
@@ -248,6 +315,38 @@ def test_contrastive_scores_by_hand(impl):
     got = impl.contrastive_scores(probs, cand, ctx, alpha=0.5)
     expected = torch.tensor([0.5 * 0.6 - 0.5 * 1.0, 0.5 * 0.3 - 0.5 / math.sqrt(2)])
     assert torch.allclose(got, expected, atol=1e-6), f"expected {expected.tolist()}, got {got.tolist()}"
+
+
+@torch.no_grad()
+def reference_contrastive_search(model, ids, steps, k, alpha):
+    """Su et al.'s rule one candidate at a time in float64: run the context plus that candidate through the model,
+    compare the candidate's last-layer state with every context state by cosine. Returns (ids, smallest gap
+    between the best and second-best score, which tells how safe the comparison is)."""
+    gaps = []
+    for _ in range(steps):
+        out = model(input_ids=ids, output_hidden_states=True)
+        probs = F.softmax(out.logits[0, -1].double(), dim=-1)
+        context = out.hidden_states[-1][0].double()  # (T, d)
+        top_probs, top_ids = probs.topk(k)
+        scores = []
+        for prob, token in zip(top_probs, top_ids):
+            extended = torch.cat([ids, token.view(1, 1)], dim=-1)
+            state = model(input_ids=extended, output_hidden_states=True).hidden_states[-1][0, -1].double()
+            similarity = F.cosine_similarity(state[None], context, dim=-1).max()
+            scores.append(((1 - alpha) * prob - alpha * similarity).item())
+        ranked = sorted(range(k), key=lambda i: -scores[i])
+        gaps.append(scores[ranked[0]] - scores[ranked[1]])
+        ids = torch.cat([ids, top_ids[ranked[0]].view(1, 1)], dim=-1)
+    return ids, min(gaps)
+
+
+@pytest.mark.task("contrastive-search")
+def test_contrastive_search_matches_a_one_candidate_at_a_time_reference(impl, tiny_llama):
+    prompt = torch.randint(1, V, (1, 5), generator=torch.Generator().manual_seed(9))
+    expected, gap = reference_contrastive_search(tiny_llama, prompt, 6, k=4, alpha=0.6)
+    assert gap > 1e-4, f"test setup: two candidates score within {gap:.1e}, too close to compare"
+    ours = impl.contrastive_search(tiny_llama, prompt, 6, top_k=4, alpha=0.6)
+    assert torch.equal(ours, expected), f"contrastive search gave {ours.tolist()}, expected {expected.tolist()}"
 
 
 @pytest.mark.task("contrastive-search")
