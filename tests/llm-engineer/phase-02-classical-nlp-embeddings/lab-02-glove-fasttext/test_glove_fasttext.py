@@ -81,6 +81,39 @@ def small_corpus(impl):
 
 
 @pytest.mark.task("glove-train")
+def test_glove_adagrad_steps_replayed_with_autograd(impl):
+    # Two epochs of small batches on a 5-word matrix, replayed with torch gradients of J on the full tables and
+    # the AdaGrad rule (squared sums start at 1, accumulate g^2, then step lr * g / sqrt(sum)). Words repeat
+    # within a batch, so their row gradients must add up.
+    ids = np.array([0, 1, 2, 0, 3, 1, 0, 4, 2, 0, 1, 3])
+    x = impl.cooccurrence(ids, vocab_size=5, window=2)
+    dim, lr, batch_size, epochs, seed = 3, 0.05, 6, 2, 0
+    got, history = impl.train_glove(x, dim=dim, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+
+    rng = np.random.default_rng(seed)
+    coo = x.tocoo()
+    rows, cols, vals = coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data
+    params = [rng.uniform(-0.5, 0.5, (5, dim)) / dim, rng.uniform(-0.5, 0.5, (5, dim)) / dim, np.zeros(5), np.zeros(5)]
+    sq_sums = [np.ones_like(p) for p in params]
+    for _ in range(epochs):
+        order = rng.permutation(len(vals))
+        for start in range(0, len(order), batch_size):
+            sel = order[start:start + batch_size]
+            w, wc, b, bc = (torch.tensor(p, requires_grad=True) for p in params)
+            r, c, xs = rows[sel], cols[sel], torch.tensor(vals[sel])
+            fx = torch.clamp(xs / 100.0, max=1.0) ** 0.75
+            J = (fx * ((w[r] * wc[c]).sum(1) + b[r] + bc[c] - torch.log(xs)) ** 2).sum()
+            grads = torch.autograd.grad(J, (w, wc, b, bc))
+            for param, sq, grad in zip(params, sq_sums, grads):
+                sq += grad.numpy() ** 2
+                param -= lr * grad.numpy() / np.sqrt(sq)
+    want = params[0] + params[1]
+    assert len(history) == epochs, f"expected one loss per epoch ({epochs}), got {len(history)}"
+    assert np.allclose(got, want, atol=1e-12), f"vectors after {epochs} epochs differ from the replayed AdaGrad " \
+                                               f"steps by {np.abs(got - want).max():.2e}"
+
+
+@pytest.mark.task("glove-train")
 def test_glove_fits_and_recovers_structure(impl, small_corpus):
     corpus, vocab, ids = small_corpus
     x = impl.cooccurrence(ids, len(vocab.words), window=4)
@@ -115,6 +148,10 @@ def test_fnv1a_known_values(impl):
     for text, expected in [("", 0x811C9DC5), ("a", 0xE40C292C), ("foobar", 0xBF9CF968)]:
         got = impl.fnv1a_32(text)
         assert got == expected, f"FNV-1a({text!r}) should be {expected:#010x}, got {got:#x}"
+    # non-ASCII text hashes its UTF-8 bytes: "é" is C3 A9. Worked step by step:
+    #   (0x811C9DC5 ^ 0xC3) * 16777619 mod 2^32 = 0x460B3072;  (0x460B3072 ^ 0xA9) * 16777619 mod 2^32 = 0x1E9DE8C1
+    got = impl.fnv1a_32("é")
+    assert got == 0x1E9DE8C1, f"FNV-1a('é') hashes its UTF-8 bytes C3 A9: expected 0x1e9de8c1, got {got:#x}"
 
 
 @pytest.mark.task("ngram-hash")
@@ -179,4 +216,4 @@ def test_comparison_table_covers_three_models(impl):
     assert len(rows) == 3 and names[0] == "skip-gram", f"expected rows for skip-gram, GloVe and FastText, got {names}"
     covered = [int(r["analogies"].split("/")[0]) for r in rows]
     assert covered[2] > covered[0] == covered[1], \
-        f"only FastText can answer questions about held-out words: covered {covered} of {total}"
+        f"only FastText can answer questions about held-out words: covered {covered} ({[r['analogies'] for r in rows]})"
