@@ -80,6 +80,41 @@ def test_lk_flags_the_aperture_problem(impl):
         f"expected [edge, flat, corner] -> [False, False, True] (smallest eigenvalue {np.round(eig, 4)}), got {status}"
 
 
+@pytest.mark.task("lk")
+def test_lk_eigenvalue_is_the_normalised_minimum_of_the_structure_tensor(impl, photo):
+    pts = np.array([[40.0, 50.0], [70.0, 30.0], [90.0, 96.0]])       # integer positions: no interpolation
+    _, _, eig = impl.lucas_kanade(photo, photo, pts, win=9)
+    gy, gx = np.gradient(photo.astype(np.float64))                    # central differences (rows first)
+    want = []
+    for x, y in pts.astype(int):
+        wx, wy = gx[y - 4:y + 5, x - 4:x + 5].ravel(), gy[y - 4:y + 5, x - 4:x + 5].ravel()
+        g = np.array([[wx @ wx, wx @ wy], [wx @ wy, wy @ wy]])
+        want.append(np.linalg.eigvalsh(g)[0] / 81)                     # smallest eigenvalue / window area
+    assert np.allclose(eig, want, rtol=1e-6), f"expected min eig(G) / win^2 = {np.round(want, 4)}, got {np.round(eig, 4)}"
+
+
+@pytest.mark.task("lk")
+def test_lk_flags_points_that_leave_the_image(impl, photo):
+    edge = np.array([[127.0, y] for y in range(20, 110, 10)])         # on the last column, moving right by 2 px
+    flow, status, _ = impl.lucas_kanade(photo, shifted(photo, 2.0, 0.5), edge)
+    status = np.asarray(status, bool)
+    assert not status.any(), \
+        f"points moved past x = 127 are lost and must have status False; got True at {np.flatnonzero(status).tolist()}"
+
+
+@pytest.mark.task("lk")
+def test_lk_iterates_until_every_point_converges(impl, photo, corners):
+    """Half the points start at the true flow (converged at once), half at zero: the others still need their
+    iterations, so stopping when the first point converges leaves them about 1 px short."""
+    dx, dy = 2.5, -1.5
+    init = np.zeros_like(corners)
+    init[::2] = [dx, dy]
+    flow, status, _ = impl.lucas_kanade(photo, shifted(photo, dx, dy), corners, init=init)
+    status = np.asarray(status, bool)
+    err = epe(np.asarray(flow)[1::2][status[1::2]], [dx, dy])
+    assert err < 0.15, f"points started from zero: expected EPE < 0.15 px, got {err:.3f}"
+
+
 @pytest.mark.task("pyramid-lk")
 def test_pyramid_handles_large_motion(impl, photo, corners):
     dx, dy = 9.0, -6.5
@@ -109,12 +144,17 @@ def test_farneback_recovers_a_uniform_shift(impl, photo):
 def test_endpoint_error_hand_case(impl):
     flow = np.array([[3.0, 4.0], [0.0, 0.0]])
     assert abs(impl.endpoint_error(flow, np.array([0.0, 0.0])) - 2.5) < 1e-12, "mean of lengths 5 and 0 is 2.5"
+    dense, truth = np.zeros((6, 6, 2)), np.full((6, 6, 2), 100.0)
+    truth[1:-1, 1:-1] = [3.0, 4.0]                                   # the border of the truth is junk
+    got = impl.endpoint_error(dense, truth, margin=1)
+    assert abs(got - 5.0) < 1e-12, f"with margin 1 both fields lose their border: expected 5.0, got {got}"
 
 
 @pytest.mark.task("dense-flow")
-def test_flow_picture_matches_opencv_recipe(impl):
+@pytest.mark.parametrize("spread,offset", [(3.0, (0.0, 0.0)), (1.0, (6.0, -2.0))])  # the second: |flow| >= ~2
+def test_flow_picture_matches_opencv_recipe(impl, spread, offset):
     rng = np.random.default_rng(0)
-    flow = rng.normal(0, 3, (40, 50, 2)).astype(np.float32)
+    flow = (rng.normal(0, spread, (40, 50, 2)) + offset).astype(np.float32)
     mag, ang = cv2.cartToPolar(flow[..., 0], flow[..., 1], angleInDegrees=True)
     hsv = np.zeros((40, 50, 3), np.uint8)
     hsv[..., 0] = np.rint(ang / 2).astype(np.uint8) % 180
