@@ -10,6 +10,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from labkit.checks import assert_close_to_reference, assert_gradients_match
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread (labkit plugin)
+
 
 def saved_shapes_and_bytes(fn, exclude=()):
     """The test's own record of what autograd saves: shapes, and bytes per distinct storage."""
@@ -63,7 +65,8 @@ def test_linear_gelu_matches_torch_and_saves_no_preactivation(impl):
 def test_saved_bytes_hand_counts(impl):
     x = torch.randn(10, 20, requires_grad=True)  # 200 float32 = 800 bytes
     cases = {"exp saves its output": (torch.exp, 800), "sin saves x, cos saves sin(x)": (lambda a: a.sin().cos(), 1600),
-             "x * x saves one storage": (lambda a: a * a, 800), "no grad: nothing": (lambda a: a.detach().exp(), 0)}
+             "x * x saves one storage": (lambda a: a * a, 800), "no grad: nothing": (lambda a: a.detach().exp(), 0),
+             "a saved slice keeps all of x alive": (lambda a: a[:, :5].sin(), 800)}
     for what, (fn, expected) in cases.items():
         got, out = impl.saved_tensor_bytes(fn, x)
         assert got == expected, f"{what}: expected {expected} bytes, got {got}"
@@ -119,6 +122,24 @@ def test_checkpoint_by_hand_gives_the_same_gradients(impl, dropout):
         assert_close_to_reference(ours[name], plain[name], atol=1e-6, what=f"grad of {name} (dropout {dropout})")
         assert_close_to_reference(ours[name], library[name], atol=1e-6,
                                   what=f"grad of {name} vs torch.utils.checkpoint")
+
+
+@pytest.mark.task("checkpoint-by-hand")
+def test_backward_leaves_the_global_rng_where_the_plain_run_does(impl):
+    # recomputing replays the dropout masks from a saved RNG state; afterwards the global RNG must be where the
+    # plain forward + backward leaves it, or every later random draw of the training run changes
+    blocks, x = blocks_and_input(impl, dropout=0.3)
+    blocks.train()
+    wraps = {"plain": lambda b, h: b(h), "ours": lambda b, h: impl.checkpoint_by_hand(b, h),
+             "torch": lambda b, h: torch.utils.checkpoint.checkpoint(b, h, use_reentrant=False)}
+    next_draw = {}
+    for name, wrap in wraps.items():
+        torch.manual_seed(5)
+        run_blocks(blocks, x, wrap)
+        next_draw[name] = torch.rand(4)
+    assert torch.equal(next_draw["torch"], next_draw["plain"]), "test setup: torch.utils.checkpoint moved the RNG"
+    assert torch.equal(next_draw["ours"], next_draw["plain"]), \
+        "after backward the global RNG is not where the plain run leaves it (restore it inside torch.random.fork_rng)"
 
 
 @pytest.mark.task("checkpoint-by-hand")
