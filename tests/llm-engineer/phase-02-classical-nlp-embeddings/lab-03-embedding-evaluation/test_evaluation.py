@@ -25,6 +25,8 @@ def test_ranks_average_ties_like_scipy(impl):
 def test_spearman_hand_case(impl):
     assert impl.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert impl.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    got = impl.spearman([1, 2, 3, 4], [1, 4, 9, 100])
+    assert got == pytest.approx(1.0), f"any increasing relation has rank correlation 1 (Pearson's would be 0.82), got {got}"
 
 
 @pytest.mark.task("spearman")
@@ -61,6 +63,14 @@ def test_similarity_eval_against_scipy_and_coverage(impl):
     assert result.rho == pytest.approx(expected, abs=1e-12), f"expected Spearman {expected:.6f}, got {result.rho}"
 
 
+@pytest.mark.task("similarity-eval")
+def test_similarity_eval_with_one_covered_pair_is_nan(impl):
+    vectors = _vectors(impl, {"w0": [1.0, 0.0], "w1": [0.0, 1.0]})
+    result = impl.evaluate_similarity(vectors, [("w0", "w1", 1.0), ("w0", "nope", 2.0)])
+    assert (result.covered, result.total) == (1, 2), f"coverage should be 1/2, got {result.covered}/{result.total}"
+    assert np.isnan(result.rho), f"one covered pair has no rank correlation: expected NaN, got {result.rho}"
+
+
 # ------------------------------------------------------------------ neighbours
 
 @pytest.mark.task("nearest-neighbours")
@@ -71,6 +81,17 @@ def test_nearest_by_cosine_excluding_query(impl):
     assert words == ["b", "e", "c"], f"cosine order from 'a' (length must not matter) is b, e, c; got {words}"
     assert got[1][1] == pytest.approx(np.sqrt(0.5)), f"cos(a, e) = 0.7071, got {got[1][1]}"
     assert all(-1 - 1e-12 <= s <= 1 + 1e-12 for _, s in impl.nearest(vectors, "d", k=4)), "cosines lie in [-1, 1]"
+
+
+@pytest.mark.task("nearest-neighbours")
+def test_nearest_with_negative_cosines_and_k_beyond_the_vocabulary(impl):
+    # every other word points away from 'a': its neighbours have negative cosines, and 'a' must still not appear
+    vectors = _vectors(impl, {"a": [1.0, 0.0], "b": [-1.0, 0.1], "c": [-1.0, -0.3]})
+    got = impl.nearest(vectors, "a", k=10)
+    words = [w for w, _ in got]
+    # cos(a, c) = -1/sqrt(1.09) = -0.958 is larger than cos(a, b) = -1/sqrt(1.01) = -0.995
+    assert words == ["c", "b"], f"k=10 over 2 candidates: expected ['c', 'b'] (negative cosines), got {got}"
+    assert all(-1.0 <= s < 0 for _, s in got), f"both cosines are negative and finite, got {got}"
 
 
 @pytest.mark.task("nearest-neighbours")
@@ -95,10 +116,11 @@ def test_analogy_exact_offsets_score_one(impl):
              ("child", "m"): "boy", ("child", "f"): "girl"}
     vectors = _vectors(impl, {name: role[r] + sex[s] for (r, s), name in names.items()})
     questions = [("man", "king", "woman", "queen"), ("boy", "girl", "man", "woman"), ("queen", "king", "girl", "boy"),
-                 ("man", "king", "alien", "queen")]  # the last one is not covered
+                 ("man", "king", "alien", "queen"), ("man", "king", "woman", "empress")]  # the last two: not covered
     result = impl.analogy_accuracy(vectors, questions)
-    assert (result.correct, result.covered, result.total) == (3, 3, 4), \
-        f"expected 3 correct of 3 covered (4 asked), got {result.correct}/{result.covered} ({result.total})"
+    assert (result.correct, result.covered, result.total) == (3, 3, 5), \
+        f"expected 3 correct of 3 covered (5 asked; an unknown d is not covered either), got " \
+        f"{result.correct}/{result.covered} ({result.total})"
     assert result.accuracy == pytest.approx(1.0)
 
 
@@ -110,6 +132,18 @@ def test_analogy_never_returns_a_query_word(impl):
     got = impl.analogy(vectors, "a", "b", "c", k=2)
     words = [w for w, _ in got]
     assert words[0] == "d" and not {"a", "b", "c"} & set(words), f"expected 'd' first and no query word, got {words}"
+    # 'z' is second, not first: only the top answer counts
+    result = impl.analogy_accuracy(vectors, [("a", "b", "c", "z")])
+    assert (result.correct, result.covered) == (0, 1), f"'z' is not the top answer: expected 0 of 1 correct, got {result}"
+
+
+@pytest.mark.task("analogy")
+def test_analogy_adds_unit_vectors(impl):
+    # c is ten times longer than a but points almost the same way. With unit vectors b - a + c is close to b, so
+    # 'd' wins; with raw vectors c dominates the sum and 'e', which points like c, would win instead.
+    vectors = _vectors(impl, {"a": [1, 0, 0], "b": [0, 1, 0], "c": [10, 0, 1], "d": [0.1, 1, 0.1], "e": [1, 0.1, 0.1]})
+    got = impl.analogy(vectors, "a", "b", "c", k=1)
+    assert got[0][0] == "d", f"3CosAdd over unit vectors should answer 'd' (cosine 0.995), got {got}"
 
 
 # ------------------------------------------------------------------ PCA
