@@ -196,15 +196,6 @@ def _check(impl, model, prompts, max_new):
 
 
 @pytest.mark.task("generate")
-@pytest.mark.parametrize("heads,kv_heads,batch", [(4, 4, 1), (4, 2, 3), (4, 1, 2)])
-def test_cache_equivalence_short_and_at_the_limit(impl, heads, kv_heads, batch):
-    block = 16
-    model = ours_from(impl, hf_llama(heads=heads, kv_heads=kv_heads), block_size=block)
-    prompts = [torch.randint(0, 48, (batch, n)) for n in (1, 5, block - 1, block, block + 7)]
-    _check(impl, model, prompts, max_new=12)   # 5 + 12 crosses the limit; block + 7 starts past it
-
-
-@pytest.mark.task("generate")
 def test_greedy_generation_matches_transformers_generate(impl):
     hf = hf_llama(kv_heads=2)
     model = ours_from(impl, hf, block_size=64)
@@ -243,6 +234,29 @@ def test_sampling_is_reproducible_with_and_without_cache(impl):
                           generator=torch.Generator().manual_seed(3)) for c in (True, False)]
     assert torch.equal(runs[0], runs[1]), "with the same seed, sampling should give the same tokens either way"
     assert torch.equal(runs[0][:, :4], prompt), "the prompt should stay at the start of the output"
+
+
+@pytest.mark.task("generate")
+def test_a_tiny_temperature_samples_the_greedy_tokens(impl):
+    # softmax(z / T) tends to one-hot on the argmax as T -> 0, so sampling at T = 1e-4 must give the greedy tokens
+    model = ours_from(impl, hf_llama(), block_size=32)
+    prompt = torch.randint(0, 48, (2, 4), generator=torch.Generator().manual_seed(5))
+    greedy = impl.generate(model, prompt, 15, use_cache=True)
+    for use_cache in (True, False):
+        cold = impl.generate(model, prompt, 15, use_cache=use_cache, temperature=1e-4,
+                             generator=torch.Generator().manual_seed(3))
+        assert torch.equal(cold, greedy), f"sampling at temperature 1e-4 (use_cache={use_cache}) should equal " \
+            f"greedy decoding:\n{cold.tolist()}\nvs\n{greedy.tolist()}"
+
+
+# the broadest generate check, and the slowest: after the quick ones, so a wrong loop fails fast
+@pytest.mark.task("generate")
+@pytest.mark.parametrize("heads,kv_heads,batch", [(4, 4, 1), (4, 2, 3), (4, 1, 2)])
+def test_cache_equivalence_short_and_at_the_limit(impl, heads, kv_heads, batch):
+    block = 16
+    model = ours_from(impl, hf_llama(heads=heads, kv_heads=kv_heads), block_size=block)
+    prompts = [torch.randint(0, 48, (batch, n)) for n in (1, 5, block - 1, block, block + 7)]
+    _check(impl, model, prompts, max_new=12)   # 5 + 12 crosses the limit; block + 7 starts past it
 
 
 @pytest.mark.gpu
