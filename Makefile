@@ -7,7 +7,7 @@ LABKIT := $(PY) -m labkit
 LAB ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lock check-solutions test test-portability mistakes check progress run scaffold bench list status
+.PHONY: help setup lock check-solutions test test-portability mistakes check progress run scaffold bench list status capacity design-docs quiz
 
 help:
 	@echo "make setup             build .venv from requirements.lock (idempotent)"
@@ -22,6 +22,8 @@ help:
 	@echo "make bench [LAB=<lab>] run the benchmarks, baselines side by side"
 	@echo "make list              every lab and its status"
 	@echo "make status            the curriculum's status table (ready / in progress / planned)"
+	@echo "make capacity [SCENARIO=<name|path>]  a scenario's capacity sheet (no SCENARIO: list them)"
+	@echo "make design-docs [CHECK=1]  re-render the system-design documents from the calculator"
 
 setup: $(STAMP)
 
@@ -79,3 +81,9 @@ list: setup
 
 status: setup
 	@$(LABKIT) status
+
+capacity: setup
+	@$(PY) system-design/capacity.py $(if $(SCENARIO),$(SCENARIO),--list)
+
+design-docs: setup
+	@$(PY) system-design/render.py $(if $(CHECK),--check,)

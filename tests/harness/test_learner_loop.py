@@ -21,7 +21,7 @@ FILLED = "return text.split()"  # the [whitespace] task's answer in solution.py
 def make_sandbox(root: Path, lab_source: str | None = None) -> Path:
     """A copy of the project with one lab; lab.py is the learner's file (`lab_source`, default: the scaffold)."""
     for name in ("labkit", "Makefile", "pyproject.toml", "conftest.py", "README.md", "CATALOG.md",
-                 "requirements.lock", "requirements.in"):
+                 "requirements.lock", "requirements.in", "system-design"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / name)  # copy2 keeps make's stamp valid
     shutil.copytree(ROOT / LAB, root / LAB, ignore=shutil.ignore_patterns("__pycache__"))
@@ -131,6 +131,8 @@ VERBS = {
     "mistakes": (f"LAB={NAME}",),
     "test": (),
     "test-portability": ("CPU_CAPS=default native",),
+    "capacity": ("SCENARIO=70b-pretraining-1024-h100",),
+    "design-docs": ("CHECK=1",),
 }
 
 
