@@ -1,6 +1,7 @@
 """Checks for the char-RNN lab: vocabulary, hand-written BPTT (float64 gradient check), the PyTorch cell against
 nn.RNN with copied weights, initial loss ~ ln V, learning, temperature sampling, bpc and perplexity."""
 import ast
+import copy
 import math
 from pathlib import Path
 
@@ -94,6 +95,30 @@ def test_numpy_forward_hand_case(impl):
     assert abs(loss - math.log(V)) < 1e-12, f"expected ln 4 = {math.log(V):.6f} with zero weights, got {loss}"
 
 
+def _reference_cache(params, xs, ys, h0):
+    """The forward cache documented in rnn_forward_numpy, computed here so the backward is graded on its own."""
+    h = [h0]
+    probs = []
+    for x in xs:
+        h.append(np.tanh(params["W_xh"][:, x] + params["W_hh"] @ h[-1] + params["b_h"]))
+        z = params["W_hy"] @ h[-1] + params["b_y"]
+        probs.append(np.exp(z - z.max()) / np.exp(z - z.max()).sum())
+    return {"h": np.array(h), "probs": np.array(probs), "inputs": np.asarray(xs), "targets": np.asarray(ys)}
+
+
+@pytest.mark.task("numpy-backward")
+def test_numpy_bptt_matches_autograd(impl):
+    params, xs, ys, h0 = _numpy_case(seed=2)
+    cache = _reference_cache(params, xs, ys, h0)
+    grads = impl.rnn_backward_numpy(params, cache)
+    tparams = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    th0 = torch.tensor(h0, requires_grad=True)
+    _torch_reference_loss(tparams, xs, ys, th0).backward()
+    for key in PARAM_KEYS:
+        assert_close_to_reference(grads[key], tparams[key].grad, atol=1e-10, what=f"dL/d{key}")
+    assert_close_to_reference(grads["h0"], th0.grad, atol=1e-10, what="dL/dh0")
+
+
 @pytest.mark.task("numpy-backward")
 def test_numpy_bptt_passes_float64_gradcheck(impl):
     """The hand-written backward, wrapped as an autograd Function, against finite differences in float64."""
@@ -117,30 +142,6 @@ def test_numpy_bptt_passes_float64_gradcheck(impl):
     inputs = [torch.tensor(params[k], requires_grad=True) for k in PARAM_KEYS]
     inputs.append(torch.tensor(h0, requires_grad=True))
     assert_gradients_match(HandRNN.apply, inputs)
-
-
-def _reference_cache(params, xs, ys, h0):
-    """The forward cache documented in rnn_forward_numpy, computed here so the backward is graded on its own."""
-    h = [h0]
-    probs = []
-    for x in xs:
-        h.append(np.tanh(params["W_xh"][:, x] + params["W_hh"] @ h[-1] + params["b_h"]))
-        z = params["W_hy"] @ h[-1] + params["b_y"]
-        probs.append(np.exp(z - z.max()) / np.exp(z - z.max()).sum())
-    return {"h": np.array(h), "probs": np.array(probs), "inputs": np.asarray(xs), "targets": np.asarray(ys)}
-
-
-@pytest.mark.task("numpy-backward")
-def test_numpy_bptt_matches_autograd(impl):
-    params, xs, ys, h0 = _numpy_case(seed=2)
-    cache = _reference_cache(params, xs, ys, h0)
-    grads = impl.rnn_backward_numpy(params, cache)
-    tparams = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-    th0 = torch.tensor(h0, requires_grad=True)
-    _torch_reference_loss(tparams, xs, ys, th0).backward()
-    for key in PARAM_KEYS:
-        assert_close_to_reference(grads[key], tparams[key].grad, atol=1e-10, what=f"dL/d{key}")
-    assert_close_to_reference(grads["h0"], th0.grad, atol=1e-10, what="dL/dh0")
 
 
 # ----------------------------------------------------------------------------- PyTorch cell and model
@@ -211,6 +212,34 @@ def test_initial_loss_is_close_to_ln_vocab(impl):
 # ----------------------------------------------------------------------------- training
 
 @pytest.mark.task("train-step")
+def test_two_train_steps_replayed_by_hand(impl):
+    # Two SGD steps with an active clip, replayed on a copy: autograd gradients, the global norm scaled down to
+    # `clip` (torch's rule: factor clip / (norm + 1e-6), at most 1), then p -= lr * g. Each step starts from
+    # fresh gradients and returns the loss it was taken on.
+    torch.manual_seed(0)
+    model = impl.CharRNN(vocab_size=10, hidden_size=12, embed_size=6)
+    reference = copy.deepcopy(model)
+    lr, clip = 0.5, 0.01
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    for step in range(2):
+        x = torch.randint(0, 10, (3, 8))
+        y = torch.roll(x, -1, dims=1)
+        logits, _ = reference(x)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 10), y.reshape(-1))
+        grads = torch.autograd.grad(loss, list(reference.parameters()))
+        norm = torch.sqrt(sum((g ** 2).sum() for g in grads))
+        assert norm > clip, "test setup: the clip should be active"
+        scale = min(1.0, clip / (norm.item() + 1e-6))
+        with torch.no_grad():
+            for p, g in zip(reference.parameters(), grads):
+                p -= lr * scale * g
+        got = impl.train_step(model, opt, x, y, clip=clip)
+        assert abs(got - loss.item()) < 1e-5, f"step {step}: expected the loss before the update {loss.item():.6f}, got {got:.6f}"
+        for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+            assert_close_to_reference(p, q, atol=1e-6, what=f"{name} after step {step} (zero_grad, clip, then step)")
+
+
+@pytest.mark.task("train-step")
 def test_train_step_overfits_one_batch(impl):
     model = impl.CharRNN(vocab_size=12, hidden_size=32, embed_size=8)
     opt = torch.optim.Adam(model.parameters(), lr=3e-2)
@@ -251,6 +280,17 @@ def test_temperature_zero_and_near_zero_are_greedy(impl):
     assert torch.equal(impl.sample_next(logits, 0.0), expected), "temperature 0 should return the argmax"
     got = impl.sample_next(logits, 1e-4, torch.Generator().manual_seed(0))
     assert torch.equal(got, expected), f"temperature 1e-4 should be (almost surely) greedy: {got} vs {expected}"
+
+
+@pytest.mark.task("sampling")
+def test_sampling_uses_the_generator_given(impl):
+    logits = torch.zeros(50, 8)  # uniform: every draw is pure chance
+    torch.manual_seed(1)
+    first = impl.sample_next(logits, 1.0, torch.Generator().manual_seed(7))
+    torch.manual_seed(2)
+    second = impl.sample_next(logits, 1.0, torch.Generator().manual_seed(7))
+    assert torch.equal(first, second), "two generators with the same seed must give the same draws, whatever the " \
+                                       "global seed"
 
 
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
