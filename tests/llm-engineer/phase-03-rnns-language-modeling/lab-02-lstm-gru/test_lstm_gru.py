@@ -99,6 +99,15 @@ def test_unroll_continues_from_a_given_state(impl):
     assert_close_to_reference(c2, c, atol=1e-6, what="final cell state in two pieces")
 
 
+@pytest.mark.task("unroll")
+def test_unroll_keeps_the_input_dtype(impl):
+    cell = nn.GRUCell(3, 4).double()
+    xs = torch.randn(2, 5, 3, dtype=torch.float64)
+    hs, h = impl.unroll(cell, xs)
+    assert hs.shape == (2, 5, 4) and hs.dtype == torch.float64, \
+        f"a float64 cell over float64 inputs should give float64 states (2, 5, 4), got {hs.dtype} {tuple(hs.shape)}"
+
+
 # ----------------------------------------------------------------------------- gradient norms
 
 def _brute_force_grad_norm(cell, xs, t):
@@ -173,6 +182,15 @@ def test_hidden_for_budget_is_the_largest_that_fits(impl, kind):
         H = impl.hidden_for_budget(kind, 65, budget)
         assert numel(H) <= budget < numel(H + 1), \
             f"{kind}, budget {budget}: H={H} gives {numel(H)} params and H+1 gives {numel(H + 1)}"
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+@pytest.mark.task("param-budget")
+def test_hidden_for_budget_accepts_a_budget_met_exactly(impl, kind):
+    cell = {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}[kind](32, 50)
+    exact = 65 * 32 + sum(p.numel() for p in cell.parameters()) + 50 * 65 + 65   # the numel of H = 50, to the unit
+    H = impl.hidden_for_budget(kind, 65, exact)
+    assert H == 50, f"{kind}: a budget of exactly {exact} parameters fits H = 50 (at most the budget), got H={H}"
 
 
 @pytest.mark.task("perplexity")
