@@ -85,6 +85,21 @@ def test_cross_val_scores_equal_cross_val_score(impl, table):
 
 
 @pytest.mark.task("kfold-cv")
+def test_cross_val_scores_take_rows_by_position(impl, table):
+    X, y, numeric, _ = table
+    # same rows, but the index labels are a permutation of 0..n-1: folds are positions, never labels
+    labels = np.random.default_rng(7).permutation(len(y))
+    Xp, yp = X[numeric].set_axis(labels), y.set_axis(labels)
+    pipe = Pipeline([("scale", StandardScaler()), ("model", KNeighborsClassifier(1))])
+    folds = list(KFold(3, shuffle=True, random_state=2).split(Xp))
+    got = impl.cross_val_scores(pipe, Xp, yp, folds)
+    ref = cross_val_score(pipe, Xp, yp, cv=folds)
+    assert np.allclose(got, ref, atol=1e-12), \
+        f"a DataFrame with shuffled index labels: expected {np.round(ref, 4)}, got {np.round(got, 4)} " \
+        "(split indices are row positions)"
+
+
+@pytest.mark.task("kfold-cv")
 def test_cross_val_scores_numpy_other_estimator(impl):
     d = load_digits()
     X, y = d.data[:300], d.target[:300]
@@ -128,6 +143,24 @@ def test_random_search_is_seeded_and_draws_n_iter(impl, wine_numeric):
     ref = [p["model__C"] for p in ParameterSampler(dist, 3, random_state=5)]
     assert np.allclose(drawn, ref), f"with seed 5 the 3 candidates should be {np.round(ref, 5)}, got {np.round(drawn, 5)}"
     assert search.best_score_ == pytest.approx(search.cv_results_["mean_test_score"].max())
+    cv = StratifiedKFold(3, shuffle=True, random_state=5)  # the same stratified, shuffled folds as grid_search
+    for p, got in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"]):
+        want = cross_val_score(small_pipe().set_params(**p), X, y, cv=cv).mean()
+        assert got == pytest.approx(want, abs=1e-12), \
+            f"C={p['model__C']:.4g}: expected mean accuracy {want:.4f} over StratifiedKFold(3, shuffle, seed 5), got {got:.4f}"
+
+
+@pytest.mark.task("digits")
+@pytest.mark.parametrize("C", [0.5, 10.0])
+def test_digits_pipeline_equals_scaler_plus_rbf_svc(impl, C):
+    d = load_digits()
+    X_fit, y_fit, X_new = d.data[:500], d.target[:500], d.data[500:800]
+    ref = Pipeline([("scale", StandardScaler()), ("svm", SVC(kernel="rbf", C=C, gamma="scale"))]).fit(X_fit, y_fit)
+    got = impl.digits_pipeline(C).fit(X_fit, y_fit)
+    want = ref.decision_function(X_new)
+    gap = np.abs(np.asarray(got.decision_function(X_new)) - want).max()
+    assert gap < 1e-6, f"C={C}: decision values differ from StandardScaler + SVC(rbf, C={C}, gamma='scale') " \
+                       f"by {gap:.2e}"
 
 
 @pytest.mark.task("digits")
