@@ -1,8 +1,13 @@
 """RAG pipeline checks. References: the MiniLM tokenizer's own tokens and offsets, uuid.uuid5, Qdrant's stored
 points, transformers' plain greedy generate (no streamer), the SSE wire format written out by hand, and a real
 uvicorn server on 127.0.0.1 driven with httpx."""
+import functools
 import json
+import os
+import subprocess
+import sys
 import threading
+import time
 import uuid
 
 import httpx
@@ -11,18 +16,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labkit import assets
+from labkit.labs import ROOT
 
 TEXT = ("Retrieval-augmented generation looks up passages before answering. " * 3 +
         "The embedder's tokenizer decides where chunks begin and end; unusual words like tokenization, "
         "Qdrant and SmolLM2 split into several word pieces. " * 4)
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    """The packaged MiniLM, loaded once for the module."""
+@functools.lru_cache(maxsize=1)
+def load_minilm():
+    """The packaged MiniLM, loaded once per process (the classic-mistakes run rebuilds module fixtures for every
+    mistake; the model does not depend on the code under test, so it is shared)."""
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(assets.minilm_path()), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return load_minilm()
 
 
 class RecordingEmbedder:
@@ -41,20 +53,55 @@ class RecordingEmbedder:
 
 
 class Scripted:
-    """A generator that replays fixed pieces and counts its calls."""
+    """A generator that replays fixed pieces and counts its calls. With `gate` set (an Event), after the first
+    piece it waits up to 5 s for the client to open the gate, and records in `confirmed` whether it did: a client
+    can only do so if the first piece reached it while generation was still running."""
 
     def __init__(self, pieces, delay=0.0):
         self.pieces, self.delay, self.calls = pieces, delay, 0
         self.lock = threading.Lock()
+        self.gate, self.confirmed = None, None
 
     def stream(self, messages, max_new_tokens=128):
-        import time
-
         with self.lock:
             self.calls += 1
-        for piece in self.pieces:
+        for i, piece in enumerate(self.pieces):
             time.sleep(self.delay)
             yield piece
+            if i == 0 and self.gate is not None:
+                self.confirmed = self.gate.wait(5.0)
+
+
+class OneLineErrors:
+    """ASGI wrapper for the test servers: an exception from the app becomes a 500 whose body names it, and one line
+    on stderr. Without it uvicorn logs the full traceback from the server thread, and CPython 3.11 can crash
+    ("SystemError: AST constructor recursion depth mismatch", python/cpython#106905) when that thread and the test
+    thread format tracebacks at the same moment."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        started = False
+
+        async def tracked(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:                         # the app's own error middleware has answered 500 already
+            sys.stderr.write(f"test server: {type(exc).__name__}: {exc}\n")
+            if not started:
+                await send({"type": "http.response.start", "status": 500,
+                            "headers": [(b"content-type", b"text/plain")]})
+                await send({"type": "http.response.body", "body": f"{type(exc).__name__}: {exc}".encode()})
+
+
+def serve(impl, app):
+    """A RunningServer for `app` on 127.0.0.1 that reports the app's exceptions in one line."""
+    return impl.RunningServer(OneLineErrors(app), host="127.0.0.1", port=0)
 
 
 def all_points(client, collection):
@@ -127,6 +174,18 @@ def test_point_ids_are_deterministic_uuids(impl):
     assert len(ids) == 9, "different (doc, chunk) pairs must give different ids (watch 'a'+'11' vs 'a1'+'1')"
 
 
+@pytest.mark.task("ingest")
+def test_ingest_embeds_passages_with_their_prefix_and_stores_the_plain_text(impl, minilm):
+    spy = RecordingEmbedder(minilm)
+    client = impl.connect(":memory:")
+    impl.ingest(client, "pp", spy, {"a.md": DOCS["travel.md"]}, size=16, overlap=4, passage_prefix="passage: ")
+    chunks = impl.chunk_text(DOCS["travel.md"], minilm.tokenizer, 16, 4)
+    assert spy.seen == ["passage: " + c.text for c in chunks], \
+        f"each chunk should be embedded once, as 'passage: ' + its text; the embedder saw {spy.seen}"
+    stored = sorted(p.payload["text"] for p in all_points(client, "pp"))
+    assert stored == sorted(c.text for c in chunks), "the payload keeps the chunk text without the prefix"
+
+
 @pytest.fixture(scope="module")
 def store(impl, minilm):
     client = impl.connect(":memory:")
@@ -181,6 +240,22 @@ def test_a_changed_file_replaces_its_chunks_and_a_shorter_one_shrinks(impl, mini
         f"expected {len(old_long) + len(old_travel)} old chunks deleted, got {report.chunks_deleted}"
 
 
+@pytest.mark.task("ingest")
+def test_point_ids_survive_a_restart(impl, request):
+    # Python's hash() of a str is salted per process: ids built from it change on every restart, and re-ingesting
+    # then duplicates every chunk. Compute the id in two fresh interpreters with different hash seeds.
+    here = impl.point_id("docs/a.md", 3)
+    lab = "llm-engineer/phase-07-retrieval-rag-agents/lab-02-rag-pipeline"
+    code = (f"from labkit.labs import load_impl; "
+            f"print(load_impl({lab!r}, {request.config.getoption('--impl')!r}).point_id('docs/a.md', 3))")
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                             cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": seed})
+        assert out.returncode == 0, f"computing point_id in a fresh process failed: {out.stderr[-500:]}"
+        assert out.stdout.strip() == here, \
+            f"point_id('docs/a.md', 3) is {here} here but {out.stdout.strip()} in a new process (PYTHONHASHSEED={seed})"
+
+
 # --------------------------------------------------------------------------- retrieve
 
 @pytest.mark.task("retrieve")
@@ -225,16 +300,116 @@ def test_prompt_numbers_the_context_and_ends_with_the_question(impl):
 
 
 @pytest.mark.task("prompt")
+def test_a_hit_exactly_at_the_threshold_is_kept(impl):
+    # "no hit scores at least min_score" means IDK: a score equal to the threshold passes it
+    messages = impl.build_messages("What is alpha?", [hit(impl, 0.5, "a.md", "Alpha fact."),
+                                                       hit(impl, 0.25, "b.md", "Beta noise.")], min_score=0.5)
+    assert messages is not None, "a hit scoring exactly min_score should be used, not answered with IDK"
+    assert "[1] Alpha fact." in messages[1]["content"] and "Beta" not in messages[1]["content"]
+
+
+@pytest.mark.task("prompt")
 def test_low_scores_mean_i_dont_know(impl):
     assert impl.build_messages("Capital of Australia?", [hit(impl, 0.2, "a.md", "x")], min_score=0.35) is None
     assert impl.build_messages("Anything?", [], min_score=0.35) is None
 
 
+# --------------------------------------------------------------------------- generate (stand-in model, fast)
+
+@functools.lru_cache(maxsize=1)
+def load_smol_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(assets.smollm2_path())
+
+
+@pytest.fixture(scope="module")
+def smol_tokenizer():
+    return load_smol_tokenizer()
+
+
+class StandInLM:
+    """Follows model.generate's streamer protocol without a network: put(prompt ids), then put(one token) per
+    step, checking the stopping criteria after each, then end(). It replies with `answer` followed by the end
+    token. After `gate_after` tokens it waits (up to `patience` s) for the consumer to open `gate`: a consumer
+    that received text while generation was still running can open it; one that waits for the end cannot."""
+
+    def __init__(self, tokenizer, answer, gate_after=None, patience=5.0, delay=0.0):
+        import torch
+
+        self.device = torch.device("cpu")
+        self.reply = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        self.eos, self.gate_after, self.patience, self.delay = tokenizer.eos_token_id, gate_after, patience, delay
+        self.gate, self.opened_in_time, self.steps, self.prompt = threading.Event(), None, 0, None
+
+    def generate(self, input_ids, streamer=None, max_new_tokens=20, stopping_criteria=None, **kwargs):
+        import torch
+
+        self.prompt = input_ids[0].tolist()
+        streamer.put(input_ids.cpu())
+        ids = input_ids
+        for token in self.reply[:max_new_tokens]:
+            time.sleep(self.delay)
+            ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+            self.steps += 1
+            streamer.put(torch.tensor([token]))
+            if self.steps == self.gate_after:
+                self.opened_in_time = self.gate.wait(self.patience)
+            if token == self.eos or (stopping_criteria is not None and bool(stopping_criteria(ids, None).all())):
+                break
+        streamer.end()
+        return ids
+
+
+MESSAGES = [{"role": "user", "content": "Where is the Eiffel Tower?"}]
+
+
+@pytest.mark.task("generate")
+def test_stream_yields_only_the_answer_text(impl, smol_tokenizer):
+    model = StandInLM(smol_tokenizer, "It stands in Paris, France.")
+    text = "".join(impl.SmolLM2Generator(model, smol_tokenizer).stream(MESSAGES, max_new_tokens=50))
+    assert text == "It stands in Paris, France.", \
+        f"the stream should carry the answer only (no prompt echo, no {smol_tokenizer.eos_token}), got {text!r}"
+    want = smol_tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, return_dict=True)["input_ids"]
+    assert model.prompt == list(want), \
+        "generate should get the chat template's ids with the assistant header (add_generation_prompt=True)"
+
+
+@pytest.mark.task("generate")
+def test_first_piece_arrives_while_generation_is_still_running(impl, smol_tokenizer):
+    model = StandInLM(smol_tokenizer, "The tower is in Paris and it is very tall indeed.", gate_after=4)
+    stream = impl.SmolLM2Generator(model, smol_tokenizer).stream(MESSAGES, max_new_tokens=50)
+    first = next(stream)
+    model.gate.set()                  # only possible before generation ends if pieces are passed on as they come
+    rest = "".join(stream)
+    assert first and (first + rest).startswith("The tower"), f"unexpected stream {first!r} + {rest!r}"
+    assert model.opened_in_time, "the first piece should reach the caller while the model is still generating " \
+                                 "(it arrived only after generation had finished: the stream was buffered)"
+
+
+@pytest.mark.task("generate")
+def test_closing_the_stream_stops_the_model_within_a_few_tokens(impl, smol_tokenizer):
+    model = StandInLM(smol_tokenizer, " ".join(["word"] * 150), gate_after=3, delay=0.002)
+    gen = impl.SmolLM2Generator(model, smol_tokenizer)
+    stream = gen.stream(MESSAGES, max_new_tokens=200)
+    next(stream)
+    model.gate.set()
+    stream.close()                    # what Starlette does when the client disconnects
+    assert model.steps < 60, f"generation should stop soon after the stream is closed, it ran {model.steps} of 151 steps"
+    assert gen.lock.acquire(timeout=5), "the model lock should be free again after the stream is closed"
+    gen.lock.release()
+
+
 # --------------------------------------------------------------------------- generate (real SmolLM2)
+
+@functools.lru_cache(maxsize=1)
+def load_smollm2():
+    return assets.smollm2()
+
 
 @pytest.fixture(scope="module")
 def smollm2():
-    return assets.smollm2()
+    return load_smollm2()
 
 
 @pytest.mark.slow
@@ -288,7 +463,7 @@ def server(impl, minilm):
     generator = Scripted(["The ", "allowance ", "is ", "60 ", "euros ", "[1]."], delay=0.01)
     app = impl.create_app(client, minilm, generator, k=2, min_score=0.35, max_body_bytes=20_000,
                           chunk_size=16, chunk_overlap=4)
-    with impl.RunningServer(app, host="127.0.0.1", port=0) as running:
+    with serve(impl, app) as running:
         yield running, generator
 
 
@@ -314,6 +489,26 @@ def test_health_and_a_streamed_answer_with_citations(impl, server):
 
 
 @pytest.mark.task("service")
+def test_tokens_reach_the_client_before_the_answer_is_finished(impl, server):
+    running, generator = server
+    generator.gate, generator.confirmed = threading.Event(), None
+    try:
+        with httpx.stream("POST", f"{running.url}/query", json={"query": "What is the daily meal allowance?"},
+                          timeout=60) as response:
+            assert response.status_code == 200, f"expected 200, got {response.status_code}"
+            tokens = []
+            for event, data in impl.read_sse(response.iter_lines()):
+                if event == "token":
+                    tokens.append(data["text"])
+                    generator.gate.set()
+    finally:
+        generator.gate = None
+    assert "".join(tokens) == "The allowance is 60 euros [1].", f"got {tokens}"
+    assert generator.confirmed, "the first token event should reach the client while the generator is still " \
+                                "running; it came only after the whole answer was produced (a buffered response)"
+
+
+@pytest.mark.task("service")
 def test_out_of_corpus_question_gets_i_dont_know_without_the_model(impl, server):
     running, generator = server
     calls = generator.calls
@@ -321,6 +516,31 @@ def test_out_of_corpus_question_gets_i_dont_know_without_the_model(impl, server)
     assert events[0] == ("citations", []), f"no citation should be offered, got {events[0]}"
     assert [d["text"] for e, d in events if e == "token"] == [impl.IDK]
     assert events[-1][1]["idk"] is True and generator.calls == calls, "the generator should not be called"
+
+
+@pytest.mark.task("service")
+def test_k_in_the_request_overrides_the_default(impl, server):
+    running, _ = server                # the app's default is k=2; both leave.md chunks score above 0.6
+    question = "How many vacation days carry over?"
+    default = stream_query(impl, running.url, {"query": question})
+    one = stream_query(impl, running.url, {"query": question, "k": 1})
+    assert len(default[0][1]) == 2 and len(one[0][1]) == 1, \
+        f"k=1 in the request should retrieve one passage (default two), got {default[0][1]} and {one[0][1]}"
+
+
+@pytest.mark.task("service")
+def test_body_size_limit_is_inclusive_and_chunked_bodies_get_411(impl, server):
+    running, _ = server                # max_body_bytes=20_000: a body of exactly 20_000 bytes is allowed
+    head = b'{"query": "What is the daily meal allowance when travelling?"'
+    for size, status in ((20_000, 200), (20_001, 413)):
+        body = head + b" " * (size - len(head) - 1) + b"}"            # JSON padded with whitespace
+        response = httpx.post(f"{running.url}/query", content=body, timeout=30,
+                              headers={"content-type": "application/json"})
+        assert response.status_code == status, f"a {size}-byte body should get {status}, got {response.status_code}"
+    chunked = httpx.post(f"{running.url}/query", content=iter([head, b"}"]), timeout=30,
+                         headers={"content-type": "application/json"})
+    assert chunked.status_code == 411 and "Content-Length" in chunked.json()["detail"], \
+        f"a body without Content-Length should get 411 naming the header, got {chunked.status_code} {chunked.text}"
 
 
 @pytest.mark.task("service")
