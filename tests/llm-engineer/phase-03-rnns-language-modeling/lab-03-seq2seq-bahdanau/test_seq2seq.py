@@ -51,6 +51,9 @@ def test_pad_batch_hand_case(impl):
     assert ids.tolist() == [[5, 6, 7], [8, 0, 0], [9, 10, 0]], f"unexpected padded ids {ids.tolist()}"
     assert mask.dtype == torch.bool, f"the mask should be bool, got {mask.dtype}"
     assert mask.tolist() == [[True] * 3, [True, False, False], [True, True, False]], f"unexpected mask {mask.tolist()}"
+    ids, mask = impl.pad_batch([[4], [5, 6, 7]], pad_id=0)             # the longest sequence is not the first
+    assert ids.tolist() == [[4, 0, 0], [5, 6, 7]], f"pad to the longest sequence, got {ids.tolist()}"
+    assert mask.tolist() == [[True, False, False], [True] * 3], f"unexpected mask {mask.tolist()}"
 
 
 @pytest.mark.task("padding")
@@ -78,6 +81,7 @@ def test_encoder_ignores_padding_and_matches_gru_on_each_sequence(impl):
     assert outputs.shape == (3, src.size(1), 16), f"expected outputs (3, S, 2H) = (3, {src.size(1)}, 16), got " \
                                                   f"{tuple(outputs.shape)}"
     assert summary.shape == (3, 16) and s0.shape == (3, 8), f"summary {tuple(summary.shape)}, s0 {tuple(s0.shape)}"
+    assert_close_to_reference(s0, torch.tanh(model.bridge(summary)), atol=1e-6, what="s0 = tanh(bridge(summary))")
     for row, text in enumerate(texts):
         alone = src[row:row + 1, :len(text)]
         ref_out, ref_h = model.encoder(model.src_embed(alone))      # the GRU on the sequence with no padding
@@ -164,6 +168,20 @@ def test_teacher_forced_shapes_and_initial_loss(impl, attention):
     else:
         assert weights is None, "without attention forward should return weights=None"
     assert_initial_loss(impl.seq_loss(logits, tgt_out).item(), len(impl.TGT_ITOS), tolerance=0.05)
+
+
+@pytest.mark.task("teacher-forcing")
+def test_forward_feeds_the_true_previous_tokens_and_carries_the_state(impl):
+    # The teacher-forced logits at step t are those of decode_step fed tgt_in[:, t] and the state left by step t-1.
+    torch.manual_seed(0)
+    model = impl.Seq2Seq(hidden=8, embed=6, attention=True)
+    src, mask, tgt_in, _ = _batch(impl, impl.random_dates(3, seed=4))
+    logits, weights = model(src, mask, tgt_in)
+    enc_out, summary, state = model.encode(src, mask)
+    for t in range(tgt_in.size(1)):
+        step_logits, state, step_weights = model.decode_step(tgt_in[:, t], state, enc_out, summary, mask)
+        assert_close_to_reference(logits[:, t], step_logits, atol=1e-6, what=f"logits at step {t}")
+        assert_close_to_reference(weights[:, t], step_weights, atol=1e-6, what=f"attention weights at step {t}")
 
 
 @pytest.mark.task("teacher-forcing")
