@@ -137,6 +137,19 @@ def test_flips_keep_boxes_and_masks(impl):
 
 
 @pytest.mark.task("flip-rotate")
+def test_flips_and_turns_leave_the_input_boxes_alone(impl):
+    # one sample augmented twice (two epochs) must give the same labels twice: the caller's boxes stay untouched
+    image, boxes, mask = sample(seed=1)
+    original = boxes.copy()
+    ops = {"hflip": impl.hflip, "vflip": impl.vflip, "rot90": lambda i, b, m: impl.rot90(i, b, m, 1)}
+    for name, op in ops.items():
+        first = np.array(op(image, boxes, mask)[1], copy=True)
+        assert np.array_equal(boxes, original), f"{name} changed the input boxes to {boxes.tolist()}; work on a copy"
+        second = op(image, boxes, mask)[1]
+        assert np.allclose(first, second), f"{name} applied twice to the same sample gave {first} then {second}"
+
+
+@pytest.mark.task("flip-rotate")
 @pytest.mark.parametrize("k", [1, 2, 3, 4, -1])
 def test_rot90_keeps_boxes_and_masks(impl, k):
     image, boxes, mask = sample(seed=k + 5)
@@ -159,6 +172,32 @@ def test_crop_clips_and_drops_boxes(impl):
 
 
 @pytest.mark.task("crop-scale")
+def test_crop_boundaries_by_hand(impl):
+    blank = np.zeros((100, 100), np.uint8)
+    boxes = [[10, 10, 30, 30], [30, 40, 50, 60], [60, 60, 80, 80]]
+    # window from x = 25: box 0 keeps 5 of its 20 columns, exactly 25%; box 1 starts on the window's left edge
+    _, b, _, keep = impl.crop(blank, boxes, None, (25, 0, 100, 100), min_visible=0.25)
+    assert np.asarray(keep).tolist() == [0, 1, 2], \
+        f"a box with exactly min_visible = 25% of its area inside is kept: expected keep [0, 1, 2], got {keep}"
+    assert np.allclose(b, [[0, 10, 5, 30], [5, 40, 25, 60], [35, 60, 55, 80]]), f"shifted and clipped boxes: got {b}"
+    # window from x = 30: box 0 ends exactly on the window's edge, so nothing of it is left, even at min_visible 0
+    _, b, _, keep = impl.crop(blank, boxes, None, (30, 0, 100, 100), min_visible=0.0)
+    assert np.asarray(keep).tolist() == [1, 2], \
+        f"a box cut exactly at its edge has zero area and must be dropped: expected keep [1, 2], got {keep}"
+    assert np.allclose(b, [[0, 40, 20, 60], [30, 60, 50, 80]]), f"box 1 on the window's edge becomes [0, 40, 20, 60]: got {b}"
+
+
+@pytest.mark.task("crop-scale")
+def test_rescale_full_frame_box_follows_rounded_size(impl):
+    # H = 10, W = 7 at factor 0.3: the new size is round(2.1) x round(3.0) = 2 wide, 3 high, so the ratios are
+    # 2/7 in x and 3/10 in y; a box along the image's border must still span the whole new image
+    out, b, _ = impl.rescale(np.zeros((10, 7), np.uint8), [[0, 0, 7, 10], [5, 0, 7, 10]], None, 0.3)
+    assert out.shape == (3, 2), f"expected a 3 x 2 image (rows, columns), got {out.shape}"
+    assert np.allclose(b, [[0, 0, 2, 3], [10 / 7, 0, 2, 3]]), \
+        f"expected [[0, 0, 2, 3], [1.4286, 0, 2, 3]] (x scaled by 2/7, y by 3/10), got {np.round(b, 4).tolist()}"
+
+
+@pytest.mark.task("crop-scale")
 @pytest.mark.parametrize("factor", [2.0, 3.0, 0.5, 1.37, 0.81])
 def test_rescale_keeps_boxes_and_masks(impl, factor):
     image, boxes, mask = sample(seed=4)
@@ -177,6 +216,12 @@ def test_rescale_linear_image_keeps_box(impl):
     tb = tight_box(red)
     assert np.abs(b[0] - tb).max() <= 1.0, f"bilinear x1.5: box {np.round(b[0], 2)} should match the red pixels' box {tb} within 1 px"
     assert m.dtype == mask.dtype and set(np.unique(m)) <= {0, 1, 2}, "the mask must be resized without blending labels"
+    for label in (1, 2):  # blending 0 and 2 makes 1s around the blue box: each label must stay near its own box
+        x1, y1, x2, y2 = b[label - 1]
+        ys, xs = np.nonzero(m == label)
+        inside = (xs >= np.floor(x1) - 1) & (xs < np.ceil(x2) + 1) & (ys >= np.floor(y1) - 1) & (ys < np.ceil(y2) + 1)
+        assert inside.all(), f"bilinear x1.5: {int(np.sum(~inside))} mask pixels labelled {label} lie outside its " \
+                             f"box {np.round(b[label - 1], 1)}: the mask was interpolated, not resized by nearest label"
 
 
 # ----------------------------------------------------------------------------- random augmentation
