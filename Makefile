@@ -24,6 +24,7 @@ help:
 	@echo "make status            the curriculum's status table (ready / in progress / planned)"
 	@echo "make capacity [SCENARIO=<name|path>]  a scenario's capacity sheet (no SCENARIO: list them)"
 	@echo "make design-docs [CHECK=1]  re-render the system-design documents from the calculator"
+	@echo "make quiz [TRACK=llm|cv] [N=5] [LIST=1]  timed interview practice, each question linked to its lab"
 
 setup: $(STAMP)
 
@@ -87,3 +88,6 @@ capacity: setup
 
 design-docs: setup
 	@$(PY) system-design/render.py $(if $(CHECK),--check,)
+
+quiz: setup
+	@$(LABKIT) quiz --track $(or $(TRACK),llm) $(if $(N),-n $(N),) $(if $(LIST),--list,)

@@ -21,7 +21,7 @@ FILLED = "return text.split()"  # the [whitespace] task's answer in solution.py
 def make_sandbox(root: Path, lab_source: str | None = None) -> Path:
     """A copy of the project with one lab; lab.py is the learner's file (`lab_source`, default: the scaffold)."""
     for name in ("labkit", "Makefile", "pyproject.toml", "conftest.py", "README.md", "CATALOG.md",
-                 "requirements.lock", "requirements.in", "system-design"):
+                 "requirements.lock", "requirements.in", "system-design", "interview-prep"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / name)  # copy2 keeps make's stamp valid
     shutil.copytree(ROOT / LAB, root / LAB, ignore=shutil.ignore_patterns("__pycache__"))
@@ -84,10 +84,15 @@ def test_sys_exit_in_a_task_is_a_failure_not_a_silent_success(tmp_path):
 
 
 def test_ctrl_c_prints_the_table_so_far_and_one_line_without_a_traceback(tmp_path):
-    root = make_sandbox(tmp_path, learner_file("import time; time.sleep(120)"))
+    started = tmp_path / "whitespace-task-started"
+    root = make_sandbox(tmp_path / "project",
+                        learner_file(f"open({str(started)!r}, 'w').close(); import time; time.sleep(300)"))
     cli = subprocess.Popen([sys.executable, "-m", "labkit", "check", NAME], cwd=root, env=env_for(root),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(12)  # long enough for pytest to start and reach the sleeping task
+    deadline = time.monotonic() + 240
+    while not started.exists() and time.monotonic() < deadline:  # wait until the tests reach the sleeping task
+        time.sleep(0.2)
+    assert started.exists(), "the sleeping task never started"
     cli.send_signal(signal.SIGINT)
     out, err = cli.communicate(timeout=60)
     assert cli.returncode == 130
@@ -133,6 +138,7 @@ VERBS = {
     "test-portability": ("CPU_CAPS=default native",),
     "capacity": ("SCENARIO=70b-pretraining-1024-h100",),
     "design-docs": ("CHECK=1",),
+    "quiz": ("TRACK=cv", "LIST=1"),
 }
 
 
