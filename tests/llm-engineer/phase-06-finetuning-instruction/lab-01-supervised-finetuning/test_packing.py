@@ -56,6 +56,18 @@ def test_pack_masks_the_first_label_of_each_example(impl):
 
 
 @pytest.mark.task("pack")
+def test_pack_exact_fit_shares_a_row(impl):
+    """Lengths 3 + 2 fill a 5-token row exactly; a third example opens a new row; a 7-token one is cut to 5."""
+    examples = [{"input_ids": [3, 4, 5], "labels": [3, 4, 5]}, {"input_ids": [6, 7], "labels": [6, 7]},
+                {"input_ids": [8], "labels": [8]}, {"input_ids": [9] * 7, "labels": [9] * 7}]
+    rows = impl.pack_examples(examples, max_length=5)
+    expected = [{"input_ids": [3, 4, 5, 6, 7], "labels": [-100, 4, 5, -100, 7], "position_ids": [0, 1, 2, 0, 1]},
+                {"input_ids": [8], "labels": [-100], "position_ids": [0]},
+                {"input_ids": [9] * 5, "labels": [-100, 9, 9, 9, 9], "position_ids": [0, 1, 2, 3, 4]}]
+    assert rows == expected, f"expected rows {expected}, got {rows}"
+
+
+@pytest.mark.task("pack")
 def test_mask_is_block_diagonal_causal(impl):
     position_ids = torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2], [0, 1, 0, 1, 2, 3, 0, 0]])
     mask = impl.packed_attention_mask(position_ids)

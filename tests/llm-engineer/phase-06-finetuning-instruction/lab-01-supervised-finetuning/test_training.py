@@ -42,6 +42,28 @@ def test_loss_equals_the_models_own(impl, tokenizer, pairs, tiny_llama):
     assert_close_to_reference(ours, reference, atol=1e-5, what="SFT loss vs LlamaForCausalLM(labels=...).loss")
 
 
+@pytest.mark.task("sft-loss")
+def test_packed_row_loss_equals_its_examples_alone(impl, llama_factory):
+    """Two examples packed in one row (positions restart, block mask): the summed loss equals the model's own loss
+    on each example run alone, times its number of scored tokens."""
+    model = llama_factory(64)
+    first, second = [5, 9, 13, 17, 21], [30, 31, 40, 41]
+    first_labels, second_labels = [-100, -100, 13, 17, 21], [-100, -100, 40, 41]  # 3 and 2 scored tokens
+    batch = {"input_ids": torch.tensor([first + second]), "labels": torch.tensor([first_labels + second_labels]),
+             "position_ids": torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2, 3]]),
+             "attention_mask": torch.ones(1, 9, dtype=torch.long)}
+    with torch.no_grad():
+        alone = [model(input_ids=torch.tensor([ids]), labels=torch.tensor([labs])).loss.item()
+                 for ids, labs in ((first, first_labels), (second, second_labels))]
+        total = impl.sft_loss(model, batch, reduction="sum").item()
+        mean = impl.sft_loss(model, batch).item()
+    expected = 3 * alone[0] + 2 * alone[1]
+    assert abs(total - expected) < 1e-4, (
+        f"summed loss of the packed row: expected {expected:.5f} (the examples alone), got {total:.5f}; the forward "
+        "must get the packed row's block mask and restarting positions")
+    assert abs(mean - expected / 5) < 1e-5, f"mean over the 5 scored tokens: expected {expected / 5:.5f}, got {mean:.5f}"
+
+
 # ------------------------------------------------------------------ trl
 
 @pytest.fixture(scope="module")
