@@ -48,6 +48,17 @@ def test_confusion_matrix_string_labels_and_order(impl):
     assert np.array_equal(ours, ref), f"with labels={labels}: expected\n{ref}\ngot\n{ours}"
 
 
+@pytest.mark.task("confusion-matrix")
+def test_confusion_matrix_unpredicted_class_and_labels_subset(impl):
+    y_true = np.array([0, 1, 2, 2, 1, 0])
+    y_pred = np.array([0, 1, 1, 0, 3, 0])  # class 2 is never predicted; class 3 is never true
+    ours, ref = impl.confusion_matrix(y_true, y_pred), skm.confusion_matrix(y_true, y_pred)
+    assert np.array_equal(ours, ref), f"a class never predicted keeps its (zero) column: expected\n{ref}\ngot\n{ours}"
+    # with labels=[0, 1, 2] the sample predicted as 3 is outside the table and is not counted at all
+    ours, ref = impl.confusion_matrix(y_true, y_pred, labels=[0, 1, 2]), skm.confusion_matrix(y_true, y_pred, labels=[0, 1, 2])
+    assert np.array_equal(ours, ref), f"labels=[0, 1, 2], one prediction outside them: expected\n{ref}\ngot\n{ours}"
+
+
 # ----------------------------------------------------------------------------- P/R/F1
 
 @pytest.mark.task("prf")
@@ -71,6 +82,10 @@ def test_prf_binary_and_pos_label(impl):
         assert np.allclose(got, ref, atol=1e-9), f"pos_label={pos}: expected (P, R, F1) {ref}, got {got}"
     # hand count for pos_label=1: TP=3, FP=2, FN=2 -> P = R = F1 = 0.6
     assert np.allclose(impl.precision_recall_f1(y_true, y_pred)[:3], 0.6), "hand case: expected P = R = F1 = 0.6"
+    # an asymmetric case: for pos_label=0, TP=1, FP=2, FN=1 -> P = 1/3, R = 1/2, F1 = 2/(2+2+1) = 2/5
+    y_true, y_pred = np.array([1, 1, 1, 1, 0, 0]), np.array([1, 1, 0, 0, 0, 1])
+    got = impl.precision_recall_f1(y_true, y_pred, "binary", pos_label=0)[:3]
+    assert np.allclose(got, [1 / 3, 1 / 2, 2 / 5]), f"pos_label=0 (TP 1, FP 2, FN 1): expected (1/3, 1/2, 2/5), got {got}"
 
 
 @pytest.mark.task("prf")
@@ -193,6 +208,44 @@ def test_match_detections_hand_case(impl):
     shuffled = [4, 2, 0, 3, 1]  # input order must not matter, only the scores
     got = impl.match_detections(det[shuffled], scores[shuffled], gt, 0.5).tolist()
     assert got == [True, True, True, False, False], f"same case shuffled: expected [T, T, T, F, F], got {got}"
+    reversed_ = [4, 3, 2, 1, 0]  # the duplicate d1 now comes before d0 in the input; d0 still scores higher
+    got = impl.match_detections(det[reversed_], scores[reversed_], gt, 0.5).tolist()
+    assert got == [True, False, True, False, True], \
+        f"same case reversed: the higher-scored d0 takes g0 and d1 is the duplicate: expected [T, F, T, F, T], got {got}"
+
+
+@pytest.mark.task("detection-map")
+def test_iou_exactly_at_threshold_is_a_hit(impl):
+    # the detection covers the top half of the GT box: IoU = 50 / 100 = 0.5 exactly, and the rule is IoU >= 0.5
+    gt, det = np.array([[0, 0, 10, 10]], float), np.array([[0, 0, 10, 5]], float)
+    got = impl.match_detections(det, [0.9], gt, 0.5).tolist()
+    assert got == [True], f"IoU exactly 0.5 at threshold 0.5 counts as a match (>=): expected [True], got {got}"
+    m, _ = impl.mean_average_precision([{"boxes": det, "scores": [0.9], "labels": [0]}],
+                                       [{"boxes": gt, "labels": [0]}], 0.5)
+    assert m == pytest.approx(1.0), f"one detection at IoU exactly 0.5: expected mAP@0.5 = 1, got {m}"
+
+
+@pytest.mark.task("detection-map")
+def test_map_ranks_detections_across_two_images(impl):
+    """Image A: one GT, hit by a 0.6 detection. Image B: one GT, a 0.9 false positive and a 0.3 hit.
+
+    ranked over both images: FP 0.9, TP 0.6, TP 0.3 -> recall 0, 1/2, 1 and precision 0, 1/2, 2/3;
+    the envelope raises precision at recall 1/2 to 2/3, so AP = 1/2 * 2/3 + 1/2 * 2/3 = 2/3
+    (without the envelope 1/2 * 1/2 + 1/2 * 2/3 = 7/12; ranked image by image, TP, FP, TP gives 5/6)
+    A third image with an undetected GT caps recall at 2/3: AP = 2/3 * 2/3 + 1/3 * 0 = 4/9.
+    """
+    box = np.array([[0, 0, 10, 10]], float)
+    preds = [{"boxes": box, "scores": [0.6], "labels": [0]},
+             {"boxes": np.array([[50, 50, 60, 60], [0, 0, 10, 10]], float), "scores": [0.9, 0.3], "labels": [0, 0]}]
+    tgts = [{"boxes": box, "labels": [0]}, {"boxes": box, "labels": [0]}]
+    m, per = impl.mean_average_precision(preds, tgts, 0.5)
+    assert m == pytest.approx(2 / 3, abs=1e-12), f"two images, ranked together: expected AP 2/3, got {m:.6f}"
+    ap = impl.voc_ap([0.0, 0.5, 1.0], [0.0, 0.5, 2 / 3])
+    assert ap == pytest.approx(2 / 3, abs=1e-12), f"voc_ap on FP, TP, TP with 2 GT: expected the envelope's 2/3, got {ap}"
+    # a third image whose GT nobody detects: recall stops at 2/3, and beyond it precision is 0, so AP = 2/3 * 2/3
+    m, _ = impl.mean_average_precision([*preds, {"boxes": np.zeros((0, 4)), "scores": [], "labels": []}],
+                                       [*tgts, {"boxes": box, "labels": [0]}], 0.5)
+    assert m == pytest.approx(4 / 9, abs=1e-12), f"with a third, missed GT: expected AP 4/9, got {m:.6f}"
 
 
 @pytest.mark.task("detection-map")
@@ -225,6 +278,8 @@ def test_map_perfect_jittered_and_multiclass(impl):
     swapped = [{**p, "labels": np.array([0, 1, 1])} for p in preds]
     got = impl.mean_average_precision(swapped, tgts, 0.5)
     assert got[1][2] == pytest.approx(0.0) and got[1][0] == pytest.approx(1.0), f"per-class AP after a label swap: {got[1]}"
+    assert got[0] == pytest.approx(np.mean([1.0, got[1][1], 0.0])), \
+        f"class 2 is never predicted but has ground truth: it counts as AP 0 in the mean, got mAP {got[0]} from {got[1]}"
 
 
 # ----------------------------------------------------------------------------- imbalance
