@@ -1,6 +1,8 @@
 """Lab 03 re-rankers: the cross-encoder's logits against sentence-transformers' CrossEncoder.predict, a short
 training run that must separate positives from negatives, the re-rank order, and the LLM judge's Yes/No
 log-odds against a direct forward pass (tiny random Llama fast; SmolLM2 in a slow test)."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -38,6 +40,48 @@ def test_logits_equal_cross_encoder_predict(impl, cross_encoder):
     assert np.allclose(got, want, atol=1e-4), f"expected CrossEncoder.predict's raw logits {want}, got {got}"
 
 
+def without_dropout(ce):
+    for module in ce.model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return ce
+
+
+def reference_losses(ce, steps, lr, head_lr):
+    """Full-batch BCE-with-logits training of the pooler and head only (the encoder frozen), written out."""
+    for p in ce.model.parameters():
+        p.requires_grad_(False)
+    body, head = list(ce.model.base_model.pooler.parameters()), list(ce.model.classifier.parameters())
+    for p in body + head:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW([{"params": body, "lr": lr}, {"params": head, "lr": head_lr}])
+    batch = ce.tokenizer([q for q, _ in PAIRS], [d for _, d in PAIRS], padding=True, truncation=True,
+                         max_length=64, return_tensors="pt")
+    labels = torch.tensor(LABELS)
+    ce.model.train()
+    losses = []
+    for _ in range(steps):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(ce.model(**batch).logits[:, 0], labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.mark.task("cross-encoder")
+def test_training_losses_follow_a_written_out_reference(impl, cross_encoder):
+    # one batch holds every pair, so the shuffle only reorders rows; without dropout both runs are deterministic.
+    # Step 1 checks the loss itself (BCE on raw logits); steps 2-3 check that each update uses only its own
+    # batch's gradient (zero_grad before backward).
+    ours, ref = without_dropout(copy.deepcopy(cross_encoder)), without_dropout(copy.deepcopy(cross_encoder))
+    triples = [(q, d, y) for (q, d), y in zip(PAIRS, LABELS)]
+    got = impl.train_cross_encoder(ours, triples, epochs=3, batch_size=len(PAIRS), lr=1e-3, head_lr=2e-2,
+                                   trainable_layers=0)
+    want = reference_losses(ref, 3, lr=1e-3, head_lr=2e-2)
+    assert np.allclose(got, want, atol=1e-4), f"expected the reference losses {want}, got {got}"
+
+
 @pytest.mark.task("cross-encoder")
 def test_short_training_separates_positives_from_negatives(impl, cross_encoder):
     triples = [(q, d, y) for (q, d), y in zip(PAIRS, LABELS)]
@@ -57,6 +101,12 @@ def test_rerank_orders_the_head_and_keeps_the_tail(impl):
     assert got == ["b", "c", "a", "d", "e"], f"expected the top 3 re-ordered (b, c, a) then d, e unchanged, got {got}"
     ties = impl.rerank(lambda q, docs: [1.0] * len(docs), "q", ["c", "a", "b"], texts, top_n=3)
     assert ties == ["c", "a", "b"], f"equal scores must keep the original order, got {ties}"
+    # a longer list with many ties (unstable sorts shuffle equal keys once a list is longer than ~16)
+    ids = [f"d{i:02d}" for i in range(40)]
+    grade = {d: float(i % 3 == 0) for i, d in enumerate(ids)}
+    got = impl.rerank(lambda q, docs: [grade[d] for d in docs], "q", ids, {d: d for d in ids}, top_n=40)
+    want = sorted(ids, key=lambda d: -grade[d])                          # Python's sort is stable
+    assert got == want, f"equal scores must keep their original order: expected {want[:8]}..., got {got[:8]}..."
 
 
 @pytest.fixture(scope="module")

@@ -70,6 +70,28 @@ def test_bm25_matches_rank_bm25_on_the_corpus(impl, corpus, queries, k1, b, epsi
             f"query {tokens}: max |ours - rank_bm25| = {np.abs(got - want).max():.3g} (expected within 1e-9)"
 
 
+class RawEmbedder:
+    """A stand-in encoder that does not normalise unless asked (as sentence-transformers' normalize_embeddings):
+    text -> [length, vowels, spaces, 1]."""
+
+    def encode(self, texts, normalize_embeddings=False, **kwargs):
+        x = np.array([[len(t), sum(c in "aeiou" for c in t), t.count(" "), 1.0] for t in texts], dtype=np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True) if normalize_embeddings else x
+
+
+@pytest.mark.task("dense")
+def test_dense_normalises_documents_and_query_itself(impl):
+    texts = ["a", "banana split", "the cat sat on the mat", "xyz"]
+    index = impl.DenseIndex(RawEmbedder(), texts)
+    raw = RawEmbedder().encode(texts).astype(np.float64)
+    unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    assert np.allclose(index.vectors, unit, atol=1e-6), "document vectors should be unit length (cosine = dot)"
+    q = RawEmbedder().encode(["queue of ideas"])[0].astype(np.float64)
+    want = unit @ (q / np.linalg.norm(q))
+    got = index.scores("queue of ideas")
+    assert np.allclose(got, want, atol=1e-6), f"scores should be cosines in [-1, 1]: expected {want}, got {got}"
+
+
 @pytest.mark.task("dense")
 def test_dense_scores_are_sentence_transformers_cosines(impl, corpus, embedder):
     texts = [f"{d['title']}. {d['text']}" for d in corpus[:40]]
@@ -90,6 +112,10 @@ def test_rrf_hand_example(impl):
     assert [d for d, _ in got] == [d for d, _ in want], f"expected order b, c, a, d, got {[d for d, _ in got]}"
     assert np.allclose([s for _, s in got], [s for _, s in want], atol=1e-15), f"expected scores {want}, got {got}"
     assert impl.rrf([["x", "y"]], k=0) == [("x", 1.0), ("y", 0.5)], "with k = 0 the scores are 1/rank"
+    # "x" and "a" swap places between the two rankings: both score 1/61 + 1/62 exactly, and "x" was seen first;
+    # "q" and "m" (one list each, rank 3) tie too, "q" first
+    tied = [d for d, _ in impl.rrf([["x", "a", "q"], ["a", "x", "m"]], k=60)]
+    assert tied == ["x", "a", "q", "m"], f"equal scores keep first-seen order: expected x, a, q, m, got {tied}"
     with pytest.raises(ValueError):
         impl.rrf([["x"]], k=-1)
 
@@ -121,6 +147,10 @@ def test_mrr_and_recall_hand_examples(impl):
     assert impl.mrr_at_k(ranked, relevant, 1) == 0.0, "nothing relevant in the top 1: MRR 0"
     assert math.isclose(impl.recall_at_k(ranked, relevant, 10), 2 / 3), "2 of the 3 relevant ids retrieved"
     assert math.isclose(impl.recall_at_k(ranked, relevant, 3), 1 / 3), "only 'b' within the top 3"
+    # qrels often list judged non-relevant documents with grade 0: they are not relevant
+    judged = {"a": 0, "c": 1, "x": 0}
+    assert impl.mrr_at_k(ranked, judged, 10) == 1 / 3, "'a' has grade 0: the first relevant is 'c' at rank 3"
+    assert impl.recall_at_k(ranked, judged, 10) == 1.0, "the only relevant id (grade > 0) is 'c', retrieved"
 
 
 def sklearn_ndcg(run, queries, all_ids):
