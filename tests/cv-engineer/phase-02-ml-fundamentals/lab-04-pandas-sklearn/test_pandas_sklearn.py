@@ -6,7 +6,10 @@ import statistics
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold, cross_val_score
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import TargetEncoder
 
 
@@ -47,6 +50,7 @@ def test_group_stats_match_python_loops(impl, events):
 
 @pytest.mark.task("features")
 def test_per_group_summary_matches_loops(impl, events):
+    events = events.sample(frac=1.0, random_state=2)  # rows out of time and camera order: no sorted input to lean on
     got = impl.per_group_summary(events, "camera")
     assert got.index.tolist() == sorted(events["camera"].unique()), "expected one row per camera, sorted"
     for cam in got.index[:4]:
@@ -85,6 +89,23 @@ def test_oof_encoding_matches_sklearn_target_encoder(impl, smoothing):
 
 
 @pytest.mark.task("target-encoding")
+def test_oof_encoding_of_categories_missing_from_training_folds(impl):
+    keys, y = coded(4)
+    # three categories seen once each: in the split that holds them out, the other folds have never seen them
+    keys, y = np.r_[keys, ["solo-a", "solo-b", "solo-c"]], np.r_[y, [1, 0, 1]]
+    cv = StratifiedKFold(5, shuffle=True, random_state=2)
+    splits = list(cv.split(keys, y))
+    ref = TargetEncoder(smooth=10.0, cv=cv, target_type="binary").fit_transform(keys.reshape(-1, 1), y).ravel()
+    got = impl.oof_target_encode(keys, y, splits, 10.0)
+    for i in range(len(keys) - 3, len(keys)):
+        train = next(tr for tr, te in splits if i in te)
+        prior = y[train].mean()  # hand rule: an unseen category gets the mean target of the training folds
+        assert got[i] == pytest.approx(prior, abs=1e-12) and got[i] == pytest.approx(ref[i], abs=1e-12), \
+            f"row {i} ({keys[i]}, absent from its training folds): expected their prior {prior:.6f}, got {got[i]:.6f}"
+    assert np.allclose(got, ref, atol=1e-12), f"max gap to sklearn's cross-fitted TargetEncoder {np.abs(got - ref).max():.2e}"
+
+
+@pytest.mark.task("target-encoding")
 def test_oof_encoding_never_sees_own_label(impl):
     keys, y = coded(2)
     splits = list(KFold(5, shuffle=True, random_state=1).split(keys))
@@ -119,6 +140,19 @@ def test_leaky_encoding_is_optimistic_and_pipeline_is_not(impl):
     safe = impl.safe_cv_score(noise, ["camera"], "label", cv)
     assert leaky > 0.65, f"labels are coin flips: encoding on all rows should still score well above chance (> 0.65), got {leaky:.3f}"
     assert 0.4 < safe < 0.6, f"labels are coin flips: the out-of-fold pipeline should score near 0.5, got {safe:.3f}"
+
+
+@pytest.mark.task("leakage")
+def test_safe_cv_score_passes_groups_to_the_splitter(impl, events):
+    # reference: sklearn's TargetEncoder cross-fitted on the same folds as OOFTargetEncoder, inside a pipeline
+    encoder = TargetEncoder(smooth=10.0, cv=KFold(5, shuffle=True, random_state=0), target_type="binary")
+    ref_pipe = Pipeline([("prep", ColumnTransformer([("te", encoder, ["camera"])])),
+                         ("model", LogisticRegression(max_iter=1000))])
+    cv = GroupKFold(4)
+    want = cross_val_score(ref_pipe, events[["camera"]], events["label"], cv=cv, groups=events["camera"]).mean()
+    got = impl.safe_cv_score(events, ["camera"], "label", cv, groups=events["camera"])
+    assert got == pytest.approx(want, abs=1e-9), \
+        f"GroupKFold by camera: expected CV accuracy {want:.4f} (test cameras unseen in training), got {got:.4f}"
 
 
 # ----------------------------------------------------------------------------- splits
