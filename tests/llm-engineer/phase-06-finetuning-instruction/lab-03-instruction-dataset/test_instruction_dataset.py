@@ -70,6 +70,17 @@ def test_permutations_and_empty_set(impl):
 
 
 @pytest.mark.task("minhash")
+def test_estimate_compares_slot_by_slot(impl):
+    """Hand cases: the same values in other slots do not count, and repeated values count once per slot."""
+    sig = lambda *v: np.array(v, dtype=np.uint64)  # noqa: E731
+    assert impl.estimate_jaccard(sig(1, 2, 3, 4), sig(2, 1, 3, 4)) == 0.5, "two of four slots agree"
+    assert impl.estimate_jaccard(sig(5, 5, 5, 5), sig(5, 5, 5, 5)) == 1.0, "identical signatures agree everywhere"
+    perms = impl.make_permutations(16)
+    empty = impl.minhash_signature(set(), perms)
+    assert impl.estimate_jaccard(empty, empty) == 1.0, "two empty texts should look identical, like exact_jaccard"
+
+
+@pytest.mark.task("minhash")
 def test_estimate_equals_datasketch_and_tracks_exact_jaccard(impl):
     rng = random.Random(1)
     perms = impl.make_permutations(256)
@@ -101,6 +112,15 @@ def test_estimate_rejects_mismatched_lengths(impl):
 def test_candidate_probability_closed_form(impl, s, b, r):
     expected = 1 - (1 - s ** r) ** b  # e.g. 1 - (1 - 1/32)^20 = 0.4700 for the first case
     assert impl.lsh_candidate_probability(s, b, r) == pytest.approx(expected)
+
+
+@pytest.mark.task("lsh")
+def test_candidate_pairs_by_hand(impl):
+    """2 bands of 2 rows: band 0 is slots 0-1, band 1 is slots 2-3 (disjoint)."""
+    sigs = [np.array(v, dtype=np.uint64) for v in ([1, 2, 3, 4], [9, 9, 3, 4], [9, 2, 3, 9], [1, 2, 7, 7])]
+    got = impl.lsh_candidate_pairs(sigs, bands=2, rows=2)
+    # 0-1 share band 1; 0-3 share band 0; 2 shares no whole band with anyone (its 2, 3 straddle the two bands)
+    assert set(got) == {(0, 1), (0, 3)}, f"expected candidates {{(0, 1), (0, 3)}}, got {sorted(got)}"
 
 
 @pytest.mark.task("lsh")
@@ -153,6 +173,46 @@ def test_near_duplicates_keep_the_first_of_a_chain(impl):
     assert pairs == [(0, 1), (0, 2), (1, 2)], f"expected all three pairs confirmed, got {pairs}"
 
 
+def datasketch_estimate(impl, a, b, num_perm, k, unit="word"):
+    first, second = (datasketch_minhash(impl.shingles(t, k, unit), num_perm) for t in (a, b))
+    return first.jaccard(second)
+
+
+@pytest.mark.task("near-dedup")
+def test_near_duplicates_threshold_is_inclusive(impl):
+    """An estimate exactly at the threshold confirms the pair (bands of one row: any equal slot is a candidate)."""
+    texts = ["the cat sat on the mat", "the cat sat on a mat"]
+    at = datasketch_estimate(impl, *texts, num_perm=64, k=1)
+    assert 0.5 < at < 1.0, f"fixture check: expected an estimate strictly between 0.5 and 1, got {at}"
+    dropped, pairs = impl.near_duplicates(texts, threshold=at, num_perm=64, bands=64, rows=1, k=1)
+    assert pairs == [(0, 1)] and dropped == [1], (
+        f"estimate {at} equals the threshold, so the pair counts as a duplicate; got pairs {pairs}, dropped {dropped}")
+
+
+@pytest.mark.task("near-dedup")
+def test_near_duplicates_chain_and_unconfirmed_candidate(impl):
+    """A ~ B and B ~ C but not A ~ C (word 1-shingles, J = 2/3, 2/3, 3/7): B goes, C stays because its only
+    partner was already dropped; A-C is an LSH candidate whose estimate is below the threshold."""
+    a, b, c = (" ".join(f"w{i}" for i in range(start, start + 20)) for start in (0, 4, 8))
+    estimates = [datasketch_estimate(impl, x, y, 128, k=1) for x, y in ((a, b), (b, c), (a, c))]
+    assert estimates[0] >= 0.6 and estimates[1] >= 0.6 and 0 < estimates[2] < 0.5, f"fixture check: {estimates}"
+    dropped, pairs = impl.near_duplicates([a, b, c], threshold=0.55, num_perm=128, bands=128, rows=1, k=1)
+    assert pairs == [(0, 1), (1, 2)], f"expected confirmed pairs [(0, 1), (1, 2)], got {pairs}"
+    assert dropped == [1], f"greedy in order: drop 1 (copy of 0); 2 pairs only with the dropped 1, so it stays; got {dropped}"
+
+
+@pytest.mark.task("near-dedup")
+def test_near_duplicates_use_the_given_shingles(impl):
+    """Word 1-shingles see one changed word as a small change (J = 5/6); word 3-shingles would not (J = 1/3)."""
+    texts = ["the cat sat on the mat", "the cat sat on a mat"]
+    assert datasketch_estimate(impl, *texts, num_perm=128, k=3) < 0.45, "fixture check: 3-shingles differ a lot"
+    dropped, _ = impl.near_duplicates(texts, threshold=0.7, k=1)
+    assert dropped == [1], f"with k=1 word shingles the second text is a near-duplicate; got dropped {dropped}"
+    chars = ["How does an octopus change colour?", "How does an octopus change color?"]
+    dropped, _ = impl.near_duplicates(chars, threshold=0.5, k=4, unit="char")
+    assert dropped == [1], f"character 4-shingles see a respelled word as a near-duplicate; got dropped {dropped}"
+
+
 # ------------------------------------------------------------------------------------------ filters
 
 def rec(instruction, output, input=""):
@@ -166,6 +226,10 @@ def rec(instruction, output, input=""):
     (rec("Name a colour please.", ""), "output too short"),
     (rec("Name a colour please.", "red " * 301), "output too long"),
     (rec("Name a colour please.", "Red."), None),
+    (rec("Name a colour.", "Red."), None),                     # exactly the 3-word minimum
+    (rec("word " * 100, "Fine."), None),                       # exactly 100 words (500 characters)
+    (rec("Name a colour please.", "red " * 300), None),        # exactly 300 words
+    (rec("Hi", ""), "instruction too short"),                  # the instruction is reported first
 ])
 def test_length_reason(impl, record, expected):
     assert impl.length_reason(record) == expected
@@ -181,12 +245,20 @@ def test_language_scores_and_decision(impl):
     assert not impl.is_english("Объясни, почему небо голубое."), "Cyrillic script"
     assert not impl.is_english("空はなぜ青いのですか"), "Japanese script"
     assert impl.is_english("Ottawa."), "short texts are judged by script only"
+    assert not impl.is_english("Le chat dort sur le canapé"), \
+        "six words already get the stopword test (short means fewer than 6): no English stopword here"
+    assert impl.is_english("The zebra quokka wombat koala emu dingo possum platypus echidna."), \
+        "1 stopword in 10 words is exactly the 0.1 minimum, which passes"
 
 
 @pytest.mark.task("filters")
 def test_quality_reason(impl):
     assert impl.repeated_trigram_share("the cat sat the cat sat the cat sat") == pytest.approx(4 / 7)
     assert impl.repeated_trigram_share("one two") == 0.0
+    at_limit = "alpha beta gamma delta one two three one two three one two"  # 10 trigrams, 3 repeats
+    assert impl.repeated_trigram_share(at_limit) == pytest.approx(0.3)
+    assert impl.quality_reason(rec("Count to three a few times.", at_limit)) is None, \
+        "a repeat share exactly at max_repeat (0.3) is still allowed"
     assert impl.quality_reason(rec("Tell a joke.", "I'm sorry, I cannot do that.")) == "refusal"
     assert impl.quality_reason(rec("Tell a joke.", "ha ha ha ha ha ha ha ha")) == "repetitive"
     assert impl.quality_reason(rec("Tell a joke!", "tell a JOKE")) == "echo"
@@ -221,6 +293,8 @@ def test_contamination_flags_overlap_only(impl):
     ("\n\nTask 5: \"Plan a picnic for four people.\"", "Plan a picnic for four people."),
     ("3. List two fruits that are red.", "List two fruits that are red."),
     ("- Hi there", None),
+    ("Task 7: Name three rivers.", "Name three rivers."),             # exactly min_words
+    ("Hi.\nTask 6: Write a poem about rain.", None),                  # the first line decides
     ("   \n  ", None),
 ])
 def test_parse_instruction(impl, completion, expected):
@@ -231,7 +305,7 @@ def test_parse_instruction(impl, completion, expected):
 def test_self_instruct_with_scripted_generators(impl):
     seeds = [f"Seed task number {i} here." for i in range(10)]
     inst = impl.ScriptedGenerator([" Write a limerick about tea.\nTask 6: x", "??", " Name three rivers in Europe."])
-    ans = impl.ScriptedGenerator(["There once was a pot...", "Rhine, Danube, Seine."])
+    ans = impl.ScriptedGenerator([" There once was a pot...\n", "Rhine, Danube, Seine.\n\n"])
     got = impl.self_instruct(inst, ans, seeds, n=3, examples_per_prompt=4, seed=7)
     assert got == [rec("Write a limerick about tea.", "There once was a pot..."),
                    rec("Name three rivers in Europe.", "Rhine, Danube, Seine.")], got
@@ -257,6 +331,22 @@ def test_schema_errors(impl):
     errors = impl.schema_errors({"instruction": "", "output": 3, "extra": 1})
     assert len(errors) == 4, f"expected 4 violations (missing input, empty instruction, int output, extra key), " \
                              f"got {errors}"
+
+
+@pytest.mark.task("curate")
+def test_curate_language_and_respelled_duplicate(impl):
+    """The language test reads the output too; near-duplicates are judged on the question alone, with character
+    shingles, so one respelled word and a different answer do not hide a copy."""
+    castle = rec("Describe daily life inside a medieval castle during a long winter.",
+                 "Cold halls, smoky fires and salted meat.")
+    foreign = rec("Write one sentence about the sea.", "Море тёплое и синее, и волны тихо шумят у берега.")
+    respelled = rec("Describe daily life inside a mediaeval castle during a long winter.",
+                    "Lords feasted while servants kept the fires going.")
+    rivers = rec("Name two rivers that flow through Germany.", "The Rhine and the Danube.")
+    kept, report = impl.curate([castle, foreign, respelled, rivers], ["Define entropy."])
+    assert report == {"input": 4, "schema": 0, "length": 0, "language": 1, "quality": 0, "contamination": 0,
+                      "near_duplicate": 1, "kept": 2}, report
+    assert kept == [castle, rivers], f"expected the castle and rivers records, got {kept}"
 
 
 @pytest.mark.task("curate")
