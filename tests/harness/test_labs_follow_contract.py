@@ -119,3 +119,19 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make test" in ci.splitlines()[-1], ".ci/run must end by running `make test`"
+
+
+PLANNING_WORDS = re.compile(r"\b(the seed(?:'s| text| curriculum| suggests| targets| reports| prints)?\b(?! of\b| \d)|"
+                            r"seed figures|the brief\b|brief's|spec template|the spec\b|spec's)", re.I)
+
+
+def test_docs_speak_of_the_project_only():
+    """Learners read these pages: they name what a thing is, not the planning documents it came from."""
+    found = []
+    for doc in sorted(ROOT.glob("**/*.md")):
+        if ".venv" in doc.parts or "outputs" in doc.parts:
+            continue
+        for number, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), start=1):
+            if (match := PLANNING_WORDS.search(line)) and "random seed" not in line.lower():
+                found.append(f"{doc.relative_to(ROOT)}:{number}: {match.group(0)!r}")
+    assert not found, "say what the thing is instead of naming planning documents:\n" + "\n".join(found)
