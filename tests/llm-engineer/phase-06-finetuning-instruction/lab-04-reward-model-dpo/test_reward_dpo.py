@@ -43,6 +43,9 @@ def test_bradley_terry_by_hand(impl):
     assert (r_c.grad < 0).all(), f"raising the chosen reward must lower the loss; gradient {r_c.grad.tolist()}"
     big = impl.bradley_terry_loss(torch.tensor([200.0]), torch.tensor([-200.0]))
     assert torch.isfinite(big) and big.item() < 1e-30, f"a huge margin should give ~0 loss, got {big.item()}"
+    wrong = impl.bradley_terry_loss(torch.tensor([-200.0]), torch.tensor([200.0]))  # float32, badly ranked
+    assert torch.isfinite(wrong) and wrong.item() == pytest.approx(400.0), \
+        f"a pair ranked wrong by 400 should cost -log sigmoid(-400) = 400 (finite), got {wrong.item()}"
 
 
 @pytest.mark.task("reward-model")
@@ -156,6 +159,42 @@ def test_dpo_gradient_pushes_chosen_up_and_rejected_down(impl):
         f"at h=0 the gradients are -beta/2 and +beta/2; got {pc.grad.item()} and {pr.grad.item()}"
 
 
+def sigmoid(x):
+    return 1 / (1 + math.exp(-x))
+
+
+@pytest.mark.task("dpo-loss")
+def test_dpo_large_margin_is_finite_and_rewards_are_detached(impl):
+    pc = torch.tensor([-400.0], requires_grad=True)  # float32; h = -400, beta * h = -200
+    loss, r_c, r_r = impl.dpo_loss(pc, torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([0.0]), beta=0.5)
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(200.0), \
+        f"-log sigmoid(-200) = 200 must come out finite in float32, got {loss.item()}"
+    assert not r_c.requires_grad and not r_r.requires_grad, "the implicit rewards are for logging: return them detached"
+
+
+@pytest.mark.task("dpo-loss")
+@pytest.mark.parametrize("policy_chosen,policy_rejected,z", [
+    ([-2.0, -5.0], [-6.0, -4.0], 0.5),   # log-ratios chosen [1, 0], rejected [-1, 2]: z = mean = 0.5
+    ([-4.0, -7.0], [-6.0, -6.0], 0.0),   # chosen [-1, -2], rejected [-1, 0]: mean -1, clamped to z = 0
+])
+def test_kto_value_and_gradient_by_hand(impl, policy_chosen, policy_rejected, z):
+    """KTO with the reference point z held fixed: d/d logratio_c of (1 - s(beta (lc - z))) is -beta s(1 - s)."""
+    beta, ref_c, ref_r = 0.5, [-3.0, -5.0], [-5.0, -6.0]
+    pc = torch.tensor(policy_chosen, dtype=torch.float64, requires_grad=True)
+    pr = torch.tensor(policy_rejected, dtype=torch.float64, requires_grad=True)
+    loss, _, _ = impl.dpo_loss(pc, pr, torch.tensor(ref_c, dtype=torch.float64),
+                               torch.tensor(ref_r, dtype=torch.float64), beta=beta, loss_type="kto")
+    loss.backward()
+    lc = [p - r for p, r in zip(policy_chosen, ref_c)]
+    lr = [p - r for p, r in zip(policy_rejected, ref_r)]
+    want = sum((1 - sigmoid(beta * (c - z))) + (1 - sigmoid(beta * (z - r))) for c, r in zip(lc, lr)) / 2
+    assert loss.item() == pytest.approx(want, abs=1e-12), f"KTO with z = {z}: expected {want}, got {loss.item()}"
+    grad_c = [-beta * sigmoid(beta * (c - z)) * (1 - sigmoid(beta * (c - z))) / 2 for c in lc]
+    grad_r = [beta * sigmoid(beta * (z - r)) * (1 - sigmoid(beta * (z - r))) / 2 for r in lr]
+    assert pc.grad.tolist() == pytest.approx(grad_c, abs=1e-12) and pr.grad.tolist() == pytest.approx(grad_r, abs=1e-12), \
+        f"gradients with z detached: expected {grad_c} / {grad_r}, got {pc.grad.tolist()} / {pr.grad.tolist()}"
+
+
 def trl_trainer(impl, tok, model, rows, loss_type):
     from trl import DPOConfig, DPOTrainer
     from datasets import Dataset
@@ -214,6 +253,25 @@ def test_implicit_margins_match_their_definition(impl, tok):
 
 
 # ------------------------------------------------------------------------------------------ a DPO run with trl
+
+@pytest.mark.task("dpo-run")
+def test_dpo_trainer_is_configured_from_the_arguments(impl, tok, tmp_path):
+    """Quick: no training. At the start the policy equals the reference, so trl's IPO loss is (0 - 1/(2 beta))^2,
+    which shows that beta and the loss type reached the trainer."""
+    model = impl.tiny_llama(len(tok))
+    trainer = impl.make_dpo_trainer(model, tok, impl.preference_pairs(8, seed=0), beta=0.3, lr=2e-3, steps=7,
+                                    batch_size=4, loss_type="ipo", output_dir=tmp_path)
+    assert trainer.ref_model is not None and trainer.ref_model is not trainer.model, "a separate frozen reference"
+    assert not trainer.args.bf16, "bf16 must be off on a CPU (trl's default would fail here)"
+    assert (trainer.args.learning_rate, trainer.args.max_steps, trainer.args.per_device_train_batch_size) == \
+        (2e-3, 7, 4), "learning rate, steps and batch size should come from the arguments"
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    trainer.model.eval()
+    with torch.no_grad():
+        start = trainer.compute_loss(trainer.model, batch).item()
+    want = (1 / (2 * 0.3)) ** 2
+    assert start == pytest.approx(want, rel=1e-5), f"IPO at h = 0 with beta 0.3 is {want:.4f}; trl computed {start:.4f}"
+
 
 @pytest.fixture(scope="module")
 def dpo_run(impl, tok, tmp_path_factory):
