@@ -11,6 +11,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from labkit import assets
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread (labkit plugin)
+
 SCHEMA = {"type": "object", "properties": {
     "name": {"type": "string", "minLength": 1, "maxLength": 12}, "age": {"type": "integer"},
     "colour": {"enum": ["red", "green", "grey"]}, "member": {"type": "boolean"}}}
@@ -48,6 +50,12 @@ def test_machine_accepts_valid_and_rejects_invalid_documents(impl):
     for text in bad:
         end = walk_all(machine, text)
         assert end is None or not machine.done(end), f"the machine must reject {text}"
+    nine = '{"name":"a","age":123456789,"colour":"red","member":true}'       # at most 9 digits: 9 is fine
+    assert walk_all(machine, nine) is not None and machine.done(walk_all(machine, nine)), f"expected to accept {nine}"
+    for text in ['{"name":"a","age":1234567890,"colour":"red","member":true}',  # 10 digits
+                 '{"name":"a","age":-,"colour":"red","member":true}']:         # a minus sign is not a number
+        end = walk_all(machine, text)
+        assert end is None or not machine.done(end), f"the machine must reject {text}"
     partial = walk_all(machine, '{"name":"Ann","age":4')
     assert partial is not None and not machine.done(partial), "a valid prefix is a live, unfinished state"
 
@@ -78,6 +86,34 @@ def walk_all_from(machine, state, text):
         if state is None:
             return None
     return state
+
+
+def reference_greedy(model, machine, prompt):
+    """Masked greedy decoding written out slowly: the whole sequence through the model at every step (no cache),
+    allowed tokens found by walking every vocabulary string."""
+    ids, state, text = list(prompt), machine.start, ""
+    with torch.no_grad():
+        while not machine.done(state):
+            logits = model(torch.tensor([ids])).logits[0, -1]
+            allowed = [walk_all_from(machine, state, s) is not None for s in VOCAB]
+            logits = logits.masked_fill(~torch.tensor(allowed), float("-inf"))
+            token = int(torch.argmax(logits))
+            state, text = walk_all_from(machine, state, VOCAB[token]), text + VOCAB[token]
+            ids.append(token)
+    return text
+
+
+@pytest.mark.task("constrained-decoding")
+def test_greedy_output_equals_a_slow_reference(impl):
+    vocab, machine = impl.TokenVocab(VOCAB), impl.JsonSchemaMachine(SCHEMA)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=len(VOCAB), hidden_size=16, intermediate_size=32,
+                                             num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                             max_position_embeddings=256, bos_token_id=0, eos_token_id=1)).eval()
+        got = impl.constrained_generate(model, vocab, machine, [3, 4, 5])
+        want = reference_greedy(model, machine, [3, 4, 5])
+        assert got == want, f"seed {seed}: greedy masked decoding should give {want!r}, got {got!r}"
 
 
 @pytest.mark.task("constrained-decoding")
@@ -152,12 +188,33 @@ def test_loop_stops_at_the_step_cap_and_on_repeats(impl):
     capped = impl.run_agent(impl.ScriptedModel(calls), impl.default_tools(), "loop", max_steps=4)
     assert (capped.stop_reason, capped.steps, capped.answer) == ("max_steps", 4, None), \
         f"expected to stop after 4 steps with no answer, got {capped.stop_reason}, {capped.steps}, {capped.answer}"
+    model = impl.ScriptedModel(calls)
+    impl.run_agent(model, impl.default_tools(), "loop", max_steps=4)
+    assert model.calls == 4, f"max_steps=4 allows exactly 4 model replies, the model was asked {model.calls} times"
     same = [step("calculator", expression="2 + 2")] * 5
     repeated = impl.run_agent(impl.ScriptedModel(same), impl.default_tools(), "loop", max_steps=10, max_repeats=1)
     assert (repeated.stop_reason, repeated.steps) == ("repeated_call", 3), \
         f"1 call + 1 refused repeat, then stop at the 3rd identical call; got {repeated.stop_reason} at {repeated.steps}"
     refused = [m["content"] for m in repeated.messages if m["role"] == "user"][2]
     assert "already called" in refused, f"the refused repeat must be explained to the model, got {refused!r}"
+    # the same arguments written in another key order are the same call
+    reordered = impl.ScriptedModel([step("search_docs", query="Ostrand", k=1),
+                                    '{"thought": "again", "tool": "search_docs", "args": {"k": 1, "query": "Ostrand"}}',
+                                    {"final_answer": "done"}])
+    result = impl.run_agent(reordered, impl.default_tools(), "q", max_repeats=1)
+    second = [m["content"] for m in result.messages if m["role"] == "user"][2]
+    assert "already called" in second, f"a repeat with reordered argument keys must be refused, got {second!r}"
+
+
+@pytest.mark.task("react-loop")
+def test_replies_of_the_wrong_shape_become_observations(impl):
+    model = impl.ScriptedModel(['[1, 2]', '{"thought": "t", "tool": "calculator"}',
+                                '{"tool": "calculator", "args": "1 + 1"}', {"final_answer": "ok"}])
+    result = impl.run_agent(model, impl.default_tools(), "q")
+    assert (result.stop_reason, result.answer) == ("final_answer", "ok"), f"got {result.stop_reason}, {result.answer}"
+    observations = [m["content"] for m in result.messages if m["role"] == "user"][1:]
+    assert len(observations) == 3 and all(o.startswith("Observation: error:") for o in observations), \
+        f"a JSON list, a call without args and args that are not an object each give an error, got {observations}"
 
 
 @pytest.mark.task("trace")

@@ -1,6 +1,9 @@
 """Lab 04 tools: the calculator against Python's own arithmetic and a list of attacks, the registry's
 validation and error observations, and the sandbox against an infinite loop, a memory bomb and a socket."""
 import math
+import os
+import signal
+import time
 
 import pytest
 
@@ -16,6 +19,15 @@ def test_calculator_agrees_with_python_arithmetic(impl):
         want = eval(expression, {"__builtins__": {}})  # trusted literals only, written in this test
         got = impl.calculator(expression)
         assert math.isclose(got, want), f"{expression!r}: expected {want}, got {got}"
+
+
+@pytest.mark.task("calculator")
+def test_calculator_exponent_cap_is_inclusive(impl):
+    # the cap is 100: an exponent of exactly 100 is fine, 101 is refused, and a big base is not the problem
+    assert impl.calculator("2 ** 100") == 2 ** 100, "2 ** 100 sits exactly at the cap and must be computed"
+    assert impl.calculator("1000 ** 2") == 1_000_000, "a large base with a small exponent is fine"
+    with pytest.raises(ValueError):
+        impl.calculator("2 ** 101")
 
 
 @pytest.mark.task("calculator")
@@ -47,6 +59,8 @@ def test_default_tools_answer_from_the_documents(impl):
     registry = impl.default_tools()
     hit = registry.call("search_docs", {"query": "Ostrand lighthouse tall"})
     assert "38 metres" in hit, f"expected the lighthouse fact in the search result, got {hit!r}"
+    assert hit == str(impl.search_docs("Ostrand lighthouse tall")), \
+        f"a tool's text result should reach the model as is (str, not repr), got {hit!r}"
     assert registry.call("calculator", {"expression": "540 / 36"}) == "15.0", "calculator through the registry"
     assert registry.call("search_docs", {"query": "x", "k": 9}).startswith("error:"), "k above the schema's maximum"
 
@@ -57,6 +71,41 @@ def test_sandbox_runs_code_and_returns_stdout(impl):
     assert result.ok and result.stdout.strip() == "45", f"expected stdout '45', got {result}"
     failed = impl.run_python("raise SystemExit(3)")
     assert failed.returncode == 3 and not failed.ok, f"expected exit code 3, got {failed}"
+
+
+SPAWNS_AND_SPINS = """
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-I", "-S", "-c", "import time; time.sleep(60)"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(child.pid, flush=True)
+while True:
+    pass
+"""
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"     # a zombie has already died
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.task("sandbox")
+def test_sandbox_timeout_kills_the_whole_process_tree(impl):
+    # the CPU limit is set above the wall-clock timeout, so it is the timeout that has to end the run
+    result = impl.run_python(SPAWNS_AND_SPINS, timeout=3.0, cpu_seconds=30)
+    pid = int(result.stdout.split()[0]) if result.stdout.split() else None
+    try:
+        assert result.timed_out and not result.ok, f"the spinning program should hit the timeout, got {result}"
+        assert pid is not None, f"the program should have printed its child's pid, got {result}"
+        deadline = time.monotonic() + 5
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(pid), "a process started by the sandboxed code must die with it on timeout (kill the group)"
+    finally:
+        if pid is not None and alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.task("sandbox")
