@@ -44,6 +44,9 @@ def test_blackboard_versions_and_history(impl):
     assert [(e.key, e.version, e.author) for e in board.history] == \
         [("plan", 1, "planner"), ("answer", 1, "worker"), ("answer", 2, "worker")], "history keeps every write"
     assert board.read("missing", "none") == "none"
+    board.write("plan", ["y"], "planner")
+    assert list(board.snapshot()) == ["plan", "answer"], \
+        f"snapshot keys come in first-written order (a rewrite keeps its place), got {list(board.snapshot())}"
 
 
 @pytest.mark.task("cost-ledger")
@@ -99,6 +102,61 @@ def test_team_revises_a_premature_answer(impl, agents):
     assert result.board.read("plan") == ["find the facts", "divide"], f"the plan goes on the board, got {result.board.read('plan')}"
     assert [e.version for e in result.board.history if e.key == "answer"] == [1, 2], "two versions of the answer"
     assert ledger.per_agent["critic"]["calls"] == 2 and ledger.per_agent["planner"]["calls"] == 1
+
+
+class Recorder:
+    """Wraps a model and keeps the question of every fresh ReAct run (a call that sees only system + user)."""
+
+    def __init__(self, model):
+        self.model, self.questions = model, []
+
+    def __call__(self, messages):
+        if len(messages) == 2:
+            self.questions.append(messages[1]["content"])
+        return self.model(messages)
+
+
+@pytest.mark.task("orchestrator")
+def test_revision_round_sees_feedback_and_known_results(impl, agents):
+    task = agents.load_tasks()[0]
+    script = impl.hasty_worker_script(task, hasty=True)
+    worker = Recorder(agents.ScriptedModel(script))
+    critic = agents.ScriptedModel([{"verdict": "revise", "feedback": "show the division you used"},
+                                   {"verdict": "accept", "feedback": "fine"}])
+    bus, _, roles = team(impl, {"planner": agents.ScriptedModel([{"plan": "find; divide"}]), "worker": worker,
+                                "critic": critic})
+    impl.run_team(task["question"], roles["planner"], roles["worker"], roles["critic"], agents.default_tools(), bus)
+    assert len(worker.questions) == 2, f"expected two worker rounds, got {len(worker.questions)}"
+    second = worker.questions[1]
+    assert "show the division you used" in second, f"round 2 should carry the critic's feedback, got {second!r}"
+    first_call = script[0]
+    found = agents.default_tools().call(first_call["tool"], first_call["args"])
+    assert json.dumps(found)[1:-1] in second, \
+        f"round 2 should list the results already on the blackboard (the first search), got {second!r}"
+
+
+@pytest.mark.task("orchestrator")
+def test_rounds_are_one_plus_max_revisions_and_need_an_answer(impl, agents):
+    task = agents.load_tasks()[0]
+    wrong = agents.ScriptedModel([{"thought": "guess", "final_answer": "1"}] * 5)
+    critic = agents.ScriptedModel([{"verdict": "revise", "feedback": "no"}] * 5)
+    bus, ledger, roles = team(impl, {"planner": agents.ScriptedModel([{"plan": "x"}]), "worker": wrong,
+                                     "critic": critic}, max_turns=30)
+    result = impl.run_team(task["question"], roles["planner"], roles["worker"], roles["critic"],
+                           agents.default_tools(), bus, max_revisions=2)
+    assert (result.stop_reason, result.revisions, ledger.per_agent["critic"]["calls"]) == \
+        ("revisions_exhausted", 2, 3), \
+        f"max_revisions=2 means 3 rounds; got {result.stop_reason}, {result.revisions} revisions, " \
+        f"{ledger.per_agent['critic']['calls']} critic calls"
+    # a worker that never answers cannot be accepted, whatever the critic says
+    looping = [{"thought": "t", "tool": "calculator", "args": {"expression": f"{i} + 1"}} for i in range(20)]
+    yes_man = agents.ScriptedModel([{"verdict": "accept", "feedback": "ok"}] * 5)
+    bus, _, roles = team(impl, {"planner": agents.ScriptedModel([{"plan": "x"}]),
+                                "worker": agents.ScriptedModel(looping), "critic": yes_man}, max_turns=30)
+    result = impl.run_team(task["question"], roles["planner"], roles["worker"], roles["critic"],
+                           agents.default_tools(), bus, max_revisions=1, worker_steps=2)
+    assert (result.stop_reason, result.answer) == ("revisions_exhausted", None), \
+        f"no answer was ever given, so nothing can be accepted; got {result.stop_reason} {result.answer!r}"
 
 
 @pytest.mark.task("orchestrator")
