@@ -23,6 +23,7 @@ import argparse
 import cv2
 import matplotlib
 import numpy as np
+import pandas as pd
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 import labkit
@@ -201,6 +202,198 @@ def convolve2d(gray: np.ndarray, kernel: np.ndarray, border: str = "valid") -> n
     raise NotImplementedError('TODO [im2col-conv]: Flip the kernel with [::-1, ::-1] and call correlate2d.')
 
 
+# ------------------------------------------------------------------ 7. detection tables with pandas
+
+CLASSES = ("person", "car", "dog", "bicycle")  # first-seen order is not alphabetical, on purpose
+BOX = ["x1", "y1", "x2", "y2"]  # continuous corners: width = x2 - x1, area = (x2 - x1) (y2 - y1), as torchvision
+
+
+def make_detection_tables(n_images: int = 12, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A small detection dataset and a pretend detector's output, reproducible from `seed`:
+
+      images       (image_id, file_name, width, height)          one row per image
+      ground_truth (gt_id, image_id, class, x1, y1, x2, y2)      0-4 boxes per image
+      predictions  (det_id, image_id, class, x1, y1, x2, y2, score)
+
+    Each true box is found with probability 0.85 (a jittered copy, score 0.40-0.99), sometimes twice (a
+    duplicate with a lower score), and every image gets 0-3 false alarms (random boxes, random class, score
+    0.05-0.95); about one frame in seven the detector returns nothing at all. Scores are rounded to 2 decimals,
+    so ties happen, as they do in real score files.
+    """
+    if n_images < 1:
+        raise ValueError(f"n_images must be at least 1, got {n_images}")
+    rng = np.random.default_rng(seed)
+    sizes = [(640, 480), (480, 640), (320, 240)]
+    images, truth, preds = [], [], []
+
+    def random_box(w, h):
+        bw, bh = rng.integers(16, w // 2), rng.integers(16, h // 2)
+        x1, y1 = rng.integers(0, w - bw), rng.integers(0, h - bh)
+        return [float(x1), float(y1), float(x1 + bw), float(y1 + bh)]
+
+    def jitter(box, w, h):
+        x1, y1, x2, y2 = box
+        dx, dy = 0.08 * (x2 - x1), 0.08 * (y2 - y1)
+        moved = np.rint(np.array(box) + rng.uniform(-1, 1, 4) * [dx, dy, dx, dy])
+        x1, y1 = np.clip(moved[:2], 0, [w - 2, h - 2])
+        x2, y2 = np.clip(moved[2:], [x1 + 2, y1 + 2], [w, h])
+        return [float(x1), float(y1), float(x2), float(y2)]
+
+    for image_id in range(1, n_images + 1):
+        w, h = sizes[rng.integers(len(sizes))]
+        images.append((image_id, f"img_{image_id:04d}.jpg", w, h))
+        blank = rng.random() < 0.15  # a frame the detector returns nothing for
+        for _ in range(rng.integers(0, 5)):
+            cls, box = str(rng.choice(CLASSES, p=[0.4, 0.3, 0.2, 0.1])), random_box(w, h)
+            truth.append((len(truth) + 1, image_id, cls, *box))
+            if not blank and rng.random() < 0.85:
+                score = rng.uniform(0.40, 0.99)
+                preds.append([image_id, cls, *jitter(box, w, h), score])
+                if rng.random() < 0.2:
+                    preds.append([image_id, cls, *jitter(box, w, h), score * rng.uniform(0.5, 0.95)])
+        for _ in range(0 if blank else rng.integers(0, 4)):
+            preds.append([image_id, str(rng.choice(CLASSES)), *random_box(w, h), rng.uniform(0.05, 0.95)])
+    images = pd.DataFrame(images, columns=["image_id", "file_name", "width", "height"])
+    truth = pd.DataFrame(truth, columns=["gt_id", "image_id", "class", *BOX])
+    preds = pd.DataFrame(preds, columns=["image_id", "class", *BOX, "score"])
+    preds["score"] = preds["score"].round(2)
+    preds.insert(0, "det_id", np.arange(1, len(preds) + 1))
+    return images, truth, preds
+
+
+def _check_columns(df: pd.DataFrame, needed, what: str) -> None:
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} table lacks columns {missing}; it has {list(df.columns)}")
+
+
+def class_summary(preds: pd.DataFrame) -> pd.DataFrame:
+    """Per class (index "class", alphabetical): count of boxes, mean box area (px^2) and mean score.
+
+    Mean area is the mean of each box's own w * h, not mean(w) * mean(h): E[wh] != E[w] E[h].
+    """
+    _check_columns(preds, ["det_id", "class", *BOX, "score"], "predictions")
+    # TODO [class-summary]: Add an area column with assign, then groupby("class").agg with named aggregations.
+    raise NotImplementedError('TODO [class-summary]: Add an area column with assign, then groupby("class").agg with named aggregations.')
+
+
+def attach_images(preds: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
+    """Each prediction (same rows, same order) with its image's file_name, width, height, plus
+    rel_area = box area / image area. A prediction whose image_id the images table lacks, or an images table that
+    lists an id twice, is an error (ValueError naming the ids), never a silently dropped or doubled row."""
+    _check_columns(preds, ["image_id", *BOX], "predictions")
+    _check_columns(images, ["image_id", "width", "height"], "images")
+    # TODO [merge-images]: Left merge on image_id with validate="many_to_one" and indicator=True; check "_merge".
+    raise NotImplementedError('TODO [merge-images]: Left merge on image_id with validate="many_to_one" and indicator=True; check "_merge".')
+
+
+def image_summary(preds: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
+    """One row per image of the images table, in its order: image_id, file_name, n_detections (0 for an image
+    the detector found nothing in), n_classes (distinct classes, 0 likewise) and max_score (NaN when none)."""
+    # TODO [merge-images]: Aggregate per image_id first, then left-merge the images table onto it; fillna(0) the counts.
+    raise NotImplementedError('TODO [merge-images]: Aggregate per image_id first, then left-merge the images table onto it; fillna(0) the counts.')
+
+
+def top_k_per_class(preds: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The k best-scoring predictions of every class (fewer when a class has fewer), with a rank column 1..k.
+
+    Rows come sorted by class (alphabetical), then score descending; equal scores are broken by det_id ascending,
+    so the answer never depends on the order the rows arrived in.
+    """
+    _check_columns(preds, ["det_id", "class", "score"], "predictions")
+    # TODO [top-k]: Reject k < 1; sort by (class, score desc, det_id), groupby("class").head(k), rank = cumcount + 1.
+    raise NotImplementedError('TODO [top-k]: Reject k < 1; sort by (class, score desc, det_id), groupby("class").head(k), rank = cumcount + 1.')
+
+
+def _boxes(boxes) -> np.ndarray:
+    boxes = np.asarray(boxes, np.float64)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (N, 4) as x1, y1, x2, y2, got {boxes.shape}")
+    if np.any(boxes[:, 2] <= boxes[:, 0]) or np.any(boxes[:, 3] <= boxes[:, 1]):
+        raise ValueError("every box needs x2 > x1 and y2 > y1; swap or drop the degenerate ones")
+    return boxes
+
+
+def box_iou(a, b) -> np.ndarray:
+    """IoU of every box in a (N, 4) with every box in b (M, 4), corners x1, y1, x2, y2 -> (N, M) float64.
+
+    inter = max(0, min(x2) - max(x1)) * max(0, min(y2) - max(y1)); IoU = inter / (area_a + area_b - inter).
+    Broadcasting a[:, None] against b[None, :] gives all N * M pairs at once.
+    """
+    a, b = _boxes(a), _boxes(b)
+    # TODO [iou-matrix]: Corners of the overlap by np.maximum/np.minimum on (N, 1, 2) vs (1, M, 2); clip the sides at 0.
+    raise NotImplementedError('TODO [iou-matrix]: Corners of the overlap by np.maximum/np.minimum on (N, 1, 2) vs (1, M, 2); clip the sides at 0.')
+
+
+def iou_frame(preds: pd.DataFrame, truth: pd.DataFrame, image_id) -> pd.DataFrame:
+    """IoU of one image's predictions (rows, index "det_id") with its ground-truth boxes (columns, "gt_id")."""
+    _check_columns(preds, ["det_id", "image_id", *BOX], "predictions")
+    _check_columns(truth, ["gt_id", "image_id", *BOX], "ground-truth")
+    # TODO [iou-matrix]: Filter both tables to the image, box_iou on .to_numpy(), label rows and columns by id.
+    raise NotImplementedError('TODO [iou-matrix]: Filter both tables to the image, box_iou on .to_numpy(), label rows and columns by id.')
+
+
+def match_detections(preds: pd.DataFrame, truth: pd.DataFrame, iou_threshold: float = 0.5) -> pd.DataFrame:
+    """Greedy matching, as COCO evaluation does it, per image and class.
+
+    Predictions are visited by score descending (ties: det_id ascending); each takes the ground-truth box of the
+    same image and class, not yet taken, with the highest IoU, provided that IoU >= iou_threshold. Returns the
+    predictions (same rows, same order) plus matched_gt (gt_id, or -1), iou (of that match, else 0.0) and is_tp.
+    A second detection of a taken object is a false positive (a duplicate).
+    """
+    _check_columns(preds, ["det_id", "image_id", "class", *BOX, "score"], "predictions")
+    _check_columns(truth, ["gt_id", "image_id", "class", *BOX], "ground-truth")
+    if not 0 < iou_threshold <= 1:
+        raise ValueError(f"iou_threshold must lie in (0, 1], got {iou_threshold}")
+    # TODO [hard-negatives]: np.lexsort for the visiting order; per (image, class) the gt boxes, box_iou, a taken mask.
+    raise NotImplementedError('TODO [hard-negatives]: np.lexsort for the visiting order; per (image, class) the gt boxes, box_iou, a taken mask.')
+
+
+def hard_negatives(preds: pd.DataFrame, truth: pd.DataFrame, min_score: float = 0.5,
+                   iou_threshold: float = 0.5) -> pd.DataFrame:
+    """False positives the detector was sure of: unmatched predictions with score >= min_score, most confident
+    first (ties: det_id ascending), with match_detections' columns. These are the boxes to mine for training."""
+    # TODO [hard-negatives]: match_detections, keep ~is_tp with score >= min_score, sort, reset_index.
+    raise NotImplementedError('TODO [hard-negatives]: match_detections, keep ~is_tp with score >= min_score, sort, reset_index.')
+
+
+# ------------------------------------------------------------------ 8. SVD compression
+
+
+def _check_matrix(gray: np.ndarray, k: int) -> None:
+    if not isinstance(gray, np.ndarray) or gray.ndim != 2:
+        raise ValueError(f"SVD compression takes a 2-D (gray) image, got {getattr(gray, 'shape', type(gray))}; "
+                         "convert with cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) or compress each channel")
+    if not 1 <= k <= min(gray.shape):
+        raise ValueError(f"rank k must lie in 1..min(H, W) = {min(gray.shape)}, got {k}")
+
+
+def svd_compress(gray: np.ndarray, k: int) -> np.ndarray:
+    """Best rank-k approximation M_k = sum_{i<k} s_i u_i v_i^T = U[:, :k] diag(s[:k]) Vt[:k] (float64, (H, W)).
+
+    Eckart-Young: no rank-k matrix is closer to M in the Frobenius (or spectral) norm.
+    """
+    _check_matrix(gray, k)
+    # TODO [svd-compress]: np.linalg.svd(full_matrices=False) in float64; scale the first k columns of U by s[:k].
+    raise NotImplementedError('TODO [svd-compress]: np.linalg.svd(full_matrices=False) in float64; scale the first k columns of U by s[:k].')
+
+
+def svd_error(gray: np.ndarray, k: int) -> float:
+    """||M - M_k||_F, the Frobenius norm of what rank k leaves out: sqrt(sum_{i>=k} s_i^2) (Eckart-Young)."""
+    _check_matrix(gray, k)
+    # TODO [svd-compress]: Singular values only (compute_uv=False), then the root of the tail's energy.
+    raise NotImplementedError("TODO [svd-compress]: Singular values only (compute_uv=False), then the root of the tail's energy.")
+
+
+def svd_storage(shape: tuple[int, int], k: int) -> tuple[int, int]:
+    """Numbers stored: (rank k, full) = (k (m + n + 1), m n): k columns of U, k rows of Vt and k singular values."""
+    m, n = shape
+    if not 1 <= k <= min(m, n):
+        raise ValueError(f"rank k must lie in 1..min(m, n) = {min(m, n)}, got {k}")
+    # TODO [svd-compress]: Count U's m*k, Vt's k*n and the k singular values.
+    raise NotImplementedError("TODO [svd-compress]: Count U's m*k, Vt's k*n and the k singular values.")
+
+
 # ------------------------------------------------------------------ figures
 
 
@@ -253,11 +446,63 @@ def save_patches_figure(gray: np.ndarray, path, k: int = 32, stride: int = 32) -
     plt.close(fig)
 
 
+def svd_table(gray: np.ndarray, ks) -> pd.DataFrame:
+    """Per rank k: Frobenius error, error relative to ||M||_F, PSNR of the clipped reconstruction, numbers stored
+    and the fraction of the full image's m * n that is."""
+    norm = np.linalg.norm(gray.astype(np.float64))
+    rows = []
+    for k in ks:
+        approx = np.clip(svd_compress(gray, k), 0, 255)
+        mse = np.mean((approx - gray) ** 2)
+        stored, full = svd_storage(gray.shape, k)
+        error = svd_error(gray, k)
+        rows.append({"k": k, "frobenius_error": error, "relative_error": error / norm,
+                     "psnr_db": 10 * np.log10(255.0 ** 2 / mse), "stored": stored, "fraction": stored / full})
+    return pd.DataFrame(rows)
+
+
+def save_svd_figure(gray: np.ndarray, ks, path) -> None:
+    """Top row: the photo and its rank-k reconstructions. Bottom: ||M - M_k||_F against k (the tail energy of
+    the singular values, from one SVD) with svd_error's values on it, and the storage fraction k (m + n + 1) / mn."""
+    s = np.linalg.svd(gray.astype(np.float64), compute_uv=False)
+    tail = np.sqrt(np.cumsum((s ** 2)[::-1])[::-1])           # tail[k] = sqrt(sum_{i >= k} s_i^2)
+    all_k = np.arange(1, len(s) + 1)
+    fig = plt.figure(figsize=(3 * (len(ks) + 1), 7))
+    grid = fig.add_gridspec(2, len(ks) + 1)
+    panels = [("original", gray.astype(np.float64))] + [(f"k = {k}", svd_compress(gray, k)) for k in ks]
+    for col, (title, image) in enumerate(panels):
+        ax = fig.add_subplot(grid[0, col])
+        ax.imshow(np.clip(image, 0, 255), cmap="gray", vmin=0, vmax=255)
+        if col:
+            stored, full = svd_storage(gray.shape, ks[col - 1])
+            title += f" ({stored / full:.1%} of the numbers)"
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    half = (len(ks) + 1) // 2
+    ax = fig.add_subplot(grid[1, :half])
+    ax.semilogy(all_k[:-1], tail[1:], label="sqrt(sum of s_i^2 for i > k)")
+    ax.semilogy(ks, [svd_error(gray, k) for k in ks], "o", label="svd_error(M, k)")
+    ax.set_xlabel("rank k")
+    ax.set_ylabel("||M - M_k||_F")
+    ax.legend(fontsize=8)
+    ax = fig.add_subplot(grid[1, half:])
+    ax.plot(all_k, [svd_storage(gray.shape, k)[0] / gray.size for k in all_k])
+    ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
+    ax.set_xlabel("rank k")
+    ax.set_ylabel("k (m + n + 1) / (m n)")
+    ax.set_title(f"fewer numbers than the image only while k <= {gray.size // (sum(gray.shape) + 1)}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default="astronaut", choices=[s for s in SAMPLES if s not in
                                                                   ("camera", "coins", "moon")])
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--n-images", type=int, default=12, help="images in the generated detection tables")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated detection tables")
     args = parser.parse_args(argv)
     out = labkit.output_dir(__file__)
     img = load_image(args.image, args.size)
@@ -294,6 +539,33 @@ def main(argv=None) -> None:
     save_operations_grid(img, out / "operations_grid.png")
     save_patches_figure(gray, out / "patches.png")
     print(f"figures: {out / 'operations_grid.png'}, {out / 'patches.png'}")
+
+    images, truth, preds = make_detection_tables(args.n_images, args.seed)
+    print(f"\ndetection tables (seed {args.seed}): {len(images)} images, {len(truth)} ground-truth boxes, "
+          f"{len(preds)} predictions")
+    print(class_summary(preds).round(3).to_string())
+    summary = image_summary(preds, images)
+    print(f"images without a single detection: {summary.loc[summary['n_detections'] == 0, 'image_id'].tolist()}")
+    merged = attach_images(preds, images)
+    print(f"attach_images: {merged.shape}, median box covers {merged['rel_area'].median():.1%} of its image")
+    top = top_k_per_class(preds, 2)
+    print("top-2 per class:\n" + top[["class", "rank", "det_id", "image_id", "score"]].to_string(index=False))
+    matched = match_detections(preds, truth, 0.5)
+    print(f"greedy matching at IoU >= 0.5: {int(matched['is_tp'].sum())} true positives, "
+          f"{int((~matched['is_tp']).sum())} false positives, {len(truth) - int(matched['is_tp'].sum())} objects missed")
+    hard = hard_negatives(preds, truth, min_score=0.5)
+    print(f"hard negatives (false positives with score >= 0.5): {len(hard)}\n"
+          + hard[["det_id", "image_id", "class", "score"]].to_string(index=False))
+    hard.to_csv(out / "hard_negatives.csv", index=False)
+    busiest = int(summary.loc[summary["n_detections"].idxmax(), "image_id"])
+    print(f"IoU of image {busiest}'s predictions (rows) with its ground truth (columns):\n"
+          + iou_frame(preds, truth, busiest).round(2).to_string())
+
+    table = svd_table(gray, (5, 10, 20, 50, 100))
+    print(f"\nSVD compression of the {gray.shape[0]}x{gray.shape[1]} gray {args.image}:")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    save_svd_figure(gray, (5, 10, 20, 50, 100), out / "svd_compression.png")
+    print(f"figures: {out / 'svd_compression.png'}; table: {out / 'hard_negatives.csv'}")
 
 
 if __name__ == "__main__":
