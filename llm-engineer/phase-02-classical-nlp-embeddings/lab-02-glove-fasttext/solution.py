@@ -4,7 +4,8 @@ What this lab teaches:
 - GloVe starts from counts, not from a stream of pairs: X_ij = sum over co-occurrences of i and j within the
   window of 1 / distance. It then fits  w_i . w~_j + b_i + b~_j ~ log X_ij  by weighted least squares,
       J = sum_{X_ij > 0} f(X_ij) (w_i . w~_j + b_i + b~_j - log X_ij)^2,   f(x) = min(1, (x / x_max)^alpha),
-  with x_max = 100 and alpha = 0.75 as in the paper, optimised with AdaGrad. The word vector is w + w~.
+  with x_max = 100 and alpha = 0.75 as in the paper, optimised with AdaGrad (one step per minibatch; a word
+  that occurs in several cells of the batch gets the sum of their gradients). The word vector is w + w~.
 - FastText keeps skip-gram's objective but builds the centre vector from pieces: the word itself plus its
   character n-grams (n = 3..6) of "<word>", each n-gram hashed (FNV-1a) into one of a fixed number of buckets.
   A word never seen in training still has n-grams, so it still gets a vector, close to words that share them.
@@ -75,6 +76,30 @@ def glove_loss_and_grads(w: np.ndarray, w_ctx: np.ndarray, b: np.ndarray, b_ctx:
     # END SOLUTION
 
 
+def adagrad_rows(param: np.ndarray, sq_sum: np.ndarray, index: np.ndarray, grad_rows: np.ndarray,
+                 lr: float) -> None:
+    """One AdaGrad step, in place, on the rows of `param` that a minibatch touched.
+
+    param, sq_sum: (V, D) or (V,), the table and its running sum of squared gradients. index: (N,) the row of
+    each gathered gradient; grad_rows: (N, D) or (N,). A row that occurs k times in `index` (a word in k cells
+    of the batch) gets the sum of its k gradients, g_i = sum_{n: index_n = i} grad_n, and then one update:
+        sq_i += g_i^2;   param_i -= lr * g_i / sqrt(sq_i)
+    Rows outside `index` stay untouched. This is what np.add.at / torch's index_add_ compute; plain fancy-index
+    assignment (a[index] += g) keeps only one of the repeated gradients."""
+    index = np.asarray(index, dtype=np.int64)
+    grad_rows = np.asarray(grad_rows, dtype=np.float64)
+    if grad_rows.shape[0] != len(index) or grad_rows.shape[1:] != param.shape[1:] or sq_sum.shape != param.shape:
+        raise ValueError(f"need index (N,), grad_rows (N, *{param.shape[1:]}) and sq_sum {param.shape}; got "
+                         f"{index.shape}, {grad_rows.shape} and {sq_sum.shape}")
+    # BEGIN SOLUTION [adagrad-step] Sum the gradients per distinct row (np.unique's inverse + np.add.at), then accumulate the squares and step those rows only.
+    touched, slot = np.unique(index, return_inverse=True)       # distinct rows; slot[n] = where index[n] went
+    g = np.zeros((len(touched),) + param.shape[1:])             # (U, D): one summed gradient per distinct row
+    np.add.at(g, slot, grad_rows)                               # repeated rows add up (unbuffered)
+    sq_sum[touched] += g**2
+    param[touched] -= lr * g / np.sqrt(sq_sum[touched])
+    # END SOLUTION
+
+
 def train_glove(x: sp.csr_matrix, dim: int = 50, epochs: int = 50, lr: float = 0.05, batch_size: int = 512,
                 x_max: float = 100.0, alpha: float = 0.75, seed: int = 0, progress: bool = False):
     """AdaGrad over the nonzero cells in shuffled minibatches (glove.c starts every squared-gradient sum at 1).
@@ -84,7 +109,9 @@ def train_glove(x: sp.csr_matrix, dim: int = 50, epochs: int = 50, lr: float = 0
     rows, cols, vals = coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data
     v = x.shape[0]
     params = [rng.uniform(-0.5, 0.5, (v, dim)) / dim, rng.uniform(-0.5, 0.5, (v, dim)) / dim, np.zeros(v), np.zeros(v)]
+    # BEGIN SOLUTION [glove-train] One squared-gradient table per parameter table, every entry starting at 1 (as in glove.c).
     sq_sums = [np.ones_like(p) for p in params]
+    # END SOLUTION
     history = []
     for _ in tqdm(range(epochs), desc="glove", disable=not progress, leave=False):
         order, total = rng.permutation(len(vals)), 0.0
@@ -92,12 +119,9 @@ def train_glove(x: sp.csr_matrix, dim: int = 50, epochs: int = 50, lr: float = 0
             sel = order[start:start + batch_size]
             loss, *grads = glove_loss_and_grads(*params, rows[sel], cols[sel], vals[sel], x_max, alpha)
             total += loss
-            # BEGIN SOLUTION [glove-train] Scatter the row gradients into full-size arrays; AdaGrad: accumulate g^2, step lr * g / sqrt(sum).
+            # BEGIN SOLUTION [glove-train] One adagrad_rows call per table: w and b are indexed by the cells' rows, w~ and b~ by their columns.
             for param, sq, grad, index in zip(params, sq_sums, grads, (rows[sel], cols[sel], rows[sel], cols[sel])):
-                full = np.zeros_like(param)
-                np.add.at(full, index, grad)
-                sq += full**2
-                param -= lr * full / np.sqrt(sq)
+                adagrad_rows(param, sq, index, grad, lr)
             # END SOLUTION
         history.append(total / len(vals))
     return params[0] + params[1], history
@@ -256,6 +280,13 @@ def main(argv=None):
     out = labkit.output_dir(__file__)
 
     print("char n-grams of 'where' (n=3):", char_ngrams("where", 3, 3))
+    index, grads = np.array([0, 1, 0]), np.array([[1.0, 2.0], [0.0, -4.0], [2.0, 0.0]])  # row 0 twice in a batch
+    param, sq = np.zeros((2, 2)), np.ones((2, 2))
+    adagrad_rows(param, sq, index, grads, lr=0.5)
+    lossy = np.zeros((2, 2))
+    lossy[index] += grads  # fancy-index +=: the second gradient of row 0 overwrites the first
+    print(f"AdaGrad, row 0 twice in one batch: g_0 = {grads[index == 0].sum(0)} (np.add.at), a[index] += g keeps "
+          f"{lossy[0]}; after one step (lr 0.5, sums from 1) row 0 = {np.round(param[0], 3)}")
     rows, models, _ = compare(args.sentences, args.epochs, args.dim, progress=True)
     print(ev.format_table(rows))
     ft = models["fasttext (+OOV)"]

@@ -80,6 +80,62 @@ def small_corpus(impl):
     return corpus, vocab, vocab.encode(corpus.tokens)
 
 
+@pytest.mark.task("adagrad-step")
+def test_adagrad_step_by_hand(impl):
+    # lr = 0.5. Row 0 appears twice: g_0 = (1, 2) + (2, 0) = (3, 2); sq_0 = (7, 12) + (9, 4) = (16, 16), sqrt = 4;
+    # step 0.5 * (3, 2) / 4 = (0.375, 0.25), so row 0 goes (1, 1) -> (0.625, 0.75).
+    # Row 1 appears once: g_1 = (0, -4); sq_1 = (1, 0) + (0, 16) = (1, 16); step (0, -0.5): (2, 2) -> (2, 2.5).
+    # Row 2 is not in the batch and keeps its values and its squared sums. Every number is a binary fraction,
+    # so the comparison is exact.
+    param = np.array([[1.0, 1.0], [2.0, 2.0], [5.0, 5.0]])
+    sq = np.array([[7.0, 12.0], [1.0, 0.0], [3.0, 3.0]])
+    impl.adagrad_rows(param, sq, np.array([0, 1, 0]), np.array([[1.0, 2.0], [0.0, -4.0], [2.0, 0.0]]), lr=0.5)
+    want_param = np.array([[0.625, 0.75], [2.0, 2.5], [5.0, 5.0]])
+    want_sq = np.array([[16.0, 16.0], [1.0, 16.0], [3.0, 3.0]])
+    assert np.array_equal(sq, want_sq), f"squared sums: expected {want_sq.tolist()}, got {sq.tolist()}"
+    assert np.array_equal(param, want_param), f"parameters: expected {want_param.tolist()}, got {param.tolist()}"
+
+
+def _adagrad_index_add(param, sq, index, grad, lr):
+    """The reference: torch's index_add_ sums repeated rows; the AdaGrad rule on the full table."""
+    g = torch.zeros(param.shape, dtype=torch.float64).index_add_(0, torch.as_tensor(index), torch.as_tensor(grad))
+    g = g.numpy()
+    sq += g**2
+    param -= lr * g / np.sqrt(sq)
+
+
+def _adagrad_loop(param, sq, index, grad, lr):
+    """The other reference: a Python loop over the entries, then one step per distinct row."""
+    summed = {}
+    for i, g in zip(index.tolist(), grad):
+        summed[i] = summed.get(i, 0.0) + g
+    for i, g in summed.items():
+        sq[i] += g**2
+        param[i] -= lr * g / np.sqrt(sq[i])
+
+
+@pytest.mark.task("adagrad-step")
+@pytest.mark.parametrize("shape", [(6, 3), (6,)], ids=["vectors", "biases"])
+def test_adagrad_step_matches_index_add_and_a_loop_over_two_batches(impl, shape):
+    rng = np.random.default_rng(11)
+    param0, sq0 = rng.normal(size=shape), 1.0 + rng.uniform(size=shape)
+    got = [param0.copy(), sq0.copy()]
+    ref_torch = [param0.copy(), sq0.copy()]
+    ref_loop = [param0.copy(), sq0.copy()]
+    for step in range(2):  # the second batch must see the squared sums the first one left
+        index = rng.integers(0, 5, size=9)  # 9 cells over rows 0..4: repeats, and row 5 never touched
+        grad = rng.normal(size=(9,) + shape[1:])
+        impl.adagrad_rows(*got, index, grad, 0.1)
+        _adagrad_index_add(*ref_torch, index, grad, 0.1)
+        _adagrad_loop(*ref_loop, index, grad, 0.1)
+        for name, ref in (("index_add_", ref_torch), ("a loop over entries", ref_loop)):
+            assert np.allclose(got[1], ref[1], rtol=0, atol=1e-12), \
+                f"step {step + 1}: squared sums differ from {name} by {np.abs(got[1] - ref[1]).max():.2e}"
+            assert np.allclose(got[0], ref[0], rtol=0, atol=1e-12), \
+                f"step {step + 1}: parameters differ from {name} by {np.abs(got[0] - ref[0]).max():.2e}"
+    assert np.array_equal(got[0][5], param0[5]) and np.array_equal(got[1][5], sq0[5]), "row 5 was never in a batch"
+
+
 @pytest.mark.task("glove-train")
 def test_glove_adagrad_steps_replayed_with_autograd(impl):
     # Two epochs of small batches on a 5-word matrix, replayed with torch gradients of J on the full tables and
