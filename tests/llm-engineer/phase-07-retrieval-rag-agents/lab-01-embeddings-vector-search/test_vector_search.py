@@ -11,6 +11,8 @@ from sklearn.metrics import ndcg_score
 from labkit import assets
 from labkit.labs import ROOT
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # MiniLM on a few sentences: one torch thread (labkit plugin)
+
 LAB = ROOT / "llm-engineer/phase-07-retrieval-rag-agents/lab-01-embeddings-vector-search"
 
 

@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from labkit import assets
 from labkit.labs import ROOT
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # small models, small batches: one torch thread (labkit plugin)
+
 TEXT = ("Retrieval-augmented generation looks up passages before answering. " * 3 +
         "The embedder's tokenizer decides where chunks begin and end; unusual words like tokenization, "
         "Qdrant and SmolLM2 split into several word pieces. " * 4)
