@@ -5,8 +5,10 @@ slice of a projected space, then concatenates the heads and mixes them with an o
 
     head_i = Attention(X W_q[i], X W_k[i], X W_v[i]);    MHA(X) = concat(head_1..head_h) W_o
 
-The "reshape trick" does all heads in one batched call: project once to (B, T, h·d_head), view as
-(B, T, h, d_head), transpose to (B, h, T, d_head). Grouped-query attention (GQA) keeps h query heads but only
+The naive layout gives every head its own three small projections (d_model -> d_head) and loops over the
+heads; the "reshape trick" (the fused layout) does all heads in one batched call: project once to
+(B, T, h·d_head), view as (B, T, h, d_head), transpose to (B, h, T, d_head). Both compute the same function:
+W_q stacks the per-head W_q[i] as row blocks, so head i's slice of the fused projection is exactly X W_q[i]. Grouped-query attention (GQA) keeps h query heads but only
 n_kv_heads key/value heads, each shared by h / n_kv_heads query heads; n_kv_heads = 1 is multi-query
 attention (MQA), n_kv_heads = h is ordinary MHA. Fewer KV heads means a smaller KV cache at inference:
 
@@ -98,6 +100,49 @@ class MultiHeadAttention(nn.Module):
         raise NotImplementedError('TODO [attention-forward]: Project and split heads (q: n_heads, k/v: n_kv_heads), repeat_kv, build a (B, 1, T_q, T_k) keep-mask, run LAB01.attention_einsum, merge heads, out_proj.')
 
 
+class PerHeadAttention(nn.Module):
+    """The naive layout of multi-head attention (MHA only): each head owns three nn.Linear(d_model, d_head)
+    projections, kept in the ModuleLists q_heads, k_heads and v_heads (head i at index i); forward loops over the
+    heads, runs attention on each (B, T, d_head) slice, concatenates the h outputs in head order and applies
+    out_proj, an nn.Linear(d_model, d_model). Same function as MultiHeadAttention, with 3h small matmuls and a
+    Python loop instead of three wide ones."""
+
+    def __init__(self, d_model: int, n_heads: int, bias: bool = True):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+        self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
+        # TODO [per-head-loop]: Three nn.ModuleLists of n_heads separate Linear(d_model, d_head) layers (a fresh layer per head), and out_proj.
+        raise NotImplementedError('TODO [per-head-loop]: Three nn.ModuleLists of n_heads separate Linear(d_model, d_head) layers (a fresh layer per head), and out_proj.')
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor | None = None, value: torch.Tensor | None = None,
+                key_padding_mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
+        """Same arguments and result as MultiHeadAttention.forward: (B, T_q, d_model)."""
+        key = query if key is None else key
+        value = key if value is None else value
+        if query.ndim != 3 or query.shape[-1] != self.d_model:
+            raise ValueError(f"query must be (B, T, {self.d_model}), got shape {tuple(query.shape)}")
+        # TODO [per-head-loop]: One keep-mask for 3-D scores (B, T_q, T_k); for each head, its own q/k/v Linears and LAB01.attention_einsum; cat the heads on the feature dim; out_proj.
+        raise NotImplementedError('TODO [per-head-loop]: One keep-mask for 3-D scores (B, T_q, T_k); for each head, its own q/k/v Linears and LAB01.attention_einsum; cat the heads on the feature dim; out_proj.')
+
+
+def copy_from_fused(loop: PerHeadAttention, fused: MultiHeadAttention) -> PerHeadAttention:
+    """Load a fused MultiHeadAttention's weights into the per-head module: head i's q/k/v Linears get rows
+    [i·d_head, (i+1)·d_head) of q_proj, k_proj and v_proj (weights and biases); out_proj is copied whole."""
+    if fused.n_kv_heads != fused.n_heads:
+        raise ValueError("the per-head module has one K/V projection per query head; build the fused one as MHA "
+                         "(n_kv_heads=None)")
+    if (fused.d_model, fused.n_heads) != (loop.d_model, loop.n_heads):
+        raise ValueError(f"shape mismatch: fused has d_model={fused.d_model}, heads={fused.n_heads}; per-head "
+                         f"has d_model={loop.d_model}, heads={loop.n_heads}")
+    if (fused.q_proj.bias is None) != (loop.out_proj.bias is None):
+        raise ValueError("build both modules with the same bias setting")
+    with torch.no_grad():
+        # TODO [per-head-loop]: For each projection and head, copy_ the head's contiguous block of d_head rows (weight and bias); then out_proj.
+        raise NotImplementedError("TODO [per-head-loop]: For each projection and head, copy_ the head's contiguous block of d_head rows (weight and bias); then out_proj.")
+    return loop
+
+
 def copy_from_torch(ours: MultiHeadAttention, theirs: nn.MultiheadAttention) -> MultiHeadAttention:
     """Load an nn.MultiheadAttention's weights into `ours` (same d_model and heads, n_kv_heads == n_heads).
 
@@ -162,6 +207,12 @@ def main(argv: list[str] | None = None) -> None:
         ref, _ = theirs(x, x, x, key_padding_mask=~keep, attn_mask=~causal, need_weights=False)
         got = ours(x, key_padding_mask=keep, causal=True)
     print(f"ours vs nn.MultiheadAttention (float64, causal + padding): max |diff| = {(got - ref).abs().max():.2e}")
+    loop = copy_from_fused(PerHeadAttention(args.d_model, args.heads).double(), ours)
+    with torch.no_grad():
+        looped = loop(x, key_padding_mask=keep, causal=True)
+    print(f"per-head loop vs fused, same weights (float64, causal + padding): max |diff| = "
+          f"{(looped - got).abs().max():.2e}  ({args.heads} heads: {3 * args.heads} Linear({args.d_model}, "
+          f"{args.d_model // args.heads}) vs 3 Linear({args.d_model}, {args.d_model}); `make bench` times both)")
 
     print(f"\nattention parameters and KV cache, d_model={args.d_model}, {args.heads} query heads, "
           f"T={args.seq_len}, float32:")
