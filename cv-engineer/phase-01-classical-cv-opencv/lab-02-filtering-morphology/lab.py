@@ -204,6 +204,135 @@ def morphology(img: np.ndarray, op: str, kernel: np.ndarray) -> np.ndarray:
     raise NotImplementedError('TODO [morphology]: Compose erode/dilate; subtract in a signed type (uint8 would wrap).')
 
 
+# ----------------------------------------------------------------------------- edge-preserving smoothing
+
+def bilateral_filter(img: np.ndarray, d: int, sigma_color: float, sigma_space: float,
+                     border: str = "reflect101") -> np.ndarray:
+    """Bilateral filter, float64 (H, W), equal to cv2.bilateralFilter on float32 input:
+
+        out(p) = sum_q w(p, q) img(q) / sum_q w(p, q),
+        w(p, q) = exp(-|q - p|^2 / 2 sigma_space^2) * exp(-(img(q) - img(p))^2 / 2 sigma_color^2)
+
+    over the disc |q - p| <= r, with r = d // 2, or round(1.5 sigma_space) when d <= 0 (OpenCV's rule; its
+    rounding sends halves to the even neighbour, like Python's round). Pixels across an edge differ a lot in
+    value, so their weight vanishes: flat regions are smoothed, edges are kept.
+    """
+    _check_image(img)
+    if sigma_color <= 0 or sigma_space <= 0:
+        raise ValueError(f"sigma_color and sigma_space must be positive, got {sigma_color} and {sigma_space}")
+    if border not in BORDERS:
+        raise ValueError(f"unknown border {border!r}; use one of {', '.join(BORDERS)}")
+    # TODO [bilateral]: Radius from d; loop over offsets inside the disc; weights = spatial * range; normalise by their sum.
+    raise NotImplementedError('TODO [bilateral]: Radius from d; loop over offsets inside the disc; weights = spatial * range; normalise by their sum.')
+
+
+# ----------------------------------------------------------------------------- Laplacian and LoG
+
+LAPLACE_4 = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])  # d2/dx2 + d2/dy2, cv2.Laplacian ksize=1
+
+
+def laplacian(img: np.ndarray, border: str = "reflect101") -> np.ndarray:
+    """Discrete Laplacian (H, W) float64: f(x-1) + f(x+1) + f(y-1) + f(y+1) - 4 f, equal to
+    cv2.Laplacian(img, cv2.CV_64F, ksize=1). Zero on flat and linear ramps; it changes sign across an edge."""
+    # TODO [log-edges]: Correlate with the 4-neighbour kernel (it is symmetric, so no flip matters).
+    raise NotImplementedError('TODO [log-edges]: Correlate with the 4-neighbour kernel (it is symmetric, so no flip matters).')
+
+
+def log_filter(img: np.ndarray, sigma: float, border: str = "reflect101") -> np.ndarray:
+    """Laplacian of Gaussian: blur with a (k, k) Gaussian, k = 2 ceil(3 sigma) + 1, then take the Laplacian.
+    Equal to cv2.Laplacian(cv2.GaussianBlur(img, (k, k), sigma), cv2.CV_64F, ksize=1). A band-pass filter
+    (the "Mexican hat"): sigma picks the scale of the edges it answers to."""
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    ksize = 2 * int(np.ceil(3 * sigma)) + 1
+    # TODO [log-edges]: gaussian_blur with (ksize, sigma), then laplacian, both with the same border.
+    raise NotImplementedError('TODO [log-edges]: gaussian_blur with (ksize, sigma), then laplacian, both with the same border.')
+
+
+def zero_crossings(response: np.ndarray, threshold: float = 0.0) -> np.ndarray:
+    """Edges of a LoG response (Marr-Hildreth): a pixel is marked when, for at least one of the four pairs of
+    opposite neighbours (left/right, up/down and both diagonals), the two have strictly opposite signs
+    (a * b < 0) and differ by more than `threshold`. Exact zeros (flat regions) never count. Border pixels lack
+    a full neighbourhood and are never marked. Returns a bool (H, W) map."""
+    _check_image(response)
+    # TODO [log-edges]: Four pairs of shifted views of the interior; OR together (a * b < 0) & (|a - b| > threshold).
+    raise NotImplementedError('TODO [log-edges]: Four pairs of shifted views of the interior; OR together (a * b < 0) & (|a - b| > threshold).')
+
+
+# ----------------------------------------------------------------------------- contours and shape
+
+def contour_features(mask: np.ndarray, min_area: float = 0.0) -> list[dict]:
+    """Outer contours of the non-zero regions of a mask, with area >= min_area, ordered top to bottom then left
+    to right (by their bounding box's y, then x). Each is a dict:
+
+      contour      (N, 1, 2) int32 points, as cv2.findContours gives them (CHAIN_APPROX_SIMPLE)
+      area         cv2.contourArea: the polygon through the boundary pixels' centres (a filled n x n square
+                   of pixels has area (n - 1)^2, not n^2)
+      perimeter    cv2.arcLength(closed=True)
+      circularity  4 pi area / perimeter^2: 1 for a true circle, pi/4 for a square (0 when perimeter is 0)
+      bbox         cv2.boundingRect (x, y, w, h): w and h count pixels, so n for an n-pixel-wide shape
+      center, radius  cv2.minEnclosingCircle
+      hull_area    area of cv2.convexHull; solidity = area / hull_area (1 for convex shapes, 0 if hull_area is 0)
+    """
+    if not isinstance(mask, np.ndarray) or mask.ndim != 2:
+        raise ValueError(f"expected a 2-D mask, got shape {getattr(mask, 'shape', type(mask))}; threshold an "
+                         "image first, e.g. cv2.threshold(gray, 0, 255, cv2.THRESH_OTSU)")
+    binary = (mask > 0).astype(np.uint8)
+    # TODO [contours]: findContours(RETR_EXTERNAL, CHAIN_APPROX_SIMPLE); one dict of features per contour; filter, sort.
+    raise NotImplementedError('TODO [contours]: findContours(RETR_EXTERNAL, CHAIN_APPROX_SIMPLE); one dict of features per contour; filter, sort.')
+
+
+def match_shapes(a: np.ndarray, b: np.ndarray, method: int = 1) -> float:
+    """Distance between two contours from their Hu moments, equal to cv2.matchShapes(a, b, method, 0):
+
+      method 1 (CONTOURS_MATCH_I1): sum_i |1/m_a,i - 1/m_b,i|
+      method 2 (CONTOURS_MATCH_I2): sum_i |m_a,i - m_b,i|
+      method 3 (CONTOURS_MATCH_I3): max_i |m_a,i - m_b,i| / |m_a,i|
+
+    with m = sign(h) log10 |h| of the Hu moments h, and only over the i where both |h_a,i| and |h_b,i| exceed
+    1e-5 (OpenCV skips the rest, which are noise for symmetric shapes). 0 means the same shape.
+    """
+    if method not in (1, 2, 3):
+        raise ValueError(f"method must be 1, 2 or 3 (cv2.CONTOURS_MATCH_I1..I3), got {method}")
+    # TODO [match-shapes]: Hu moments of both (cv2.moments, cv2.HuMoments), keep |h| > 1e-5 in both, log-scale, combine.
+    raise NotImplementedError('TODO [match-shapes]: Hu moments of both (cv2.moments, cv2.HuMoments), keep |h| > 1e-5 in both, log-scale, combine.')
+
+
+# ----------------------------------------------------------------------------- Hough transforms
+
+def rho_theta(x1: float, y1: float, x2: float, y2: float) -> tuple[float, float]:
+    """The line through two points in Hough's normal form x cos(theta) + y sin(theta) = rho, with theta in
+    [0, pi) (the direction of the line's normal) and rho signed, as cv2.HoughLines reports lines. The normal
+    form has no infinite slope: a vertical line x = c is (rho, theta) = (c, 0)."""
+    if (x1, y1) == (x2, y2):
+        raise ValueError(f"a line needs two distinct points, got ({x1}, {y1}) twice")
+    # TODO [hough-lines]: theta = (angle of the direction + pi/2) mod pi via arctan2; rho from either point.
+    raise NotImplementedError('TODO [hough-lines]: theta = (angle of the direction + pi/2) mod pi via arctan2; rho from either point.')
+
+
+def detect_lines(gray: np.ndarray, low: float = 50, high: float = 150, threshold: int = 50,
+                 min_length: int = 40, max_gap: int = 10) -> np.ndarray:
+    """Line segments (N, 4) int as x1, y1, x2, y2: GaussianBlur 5x5 (sigma 1), cv2.Canny(low, high), then the
+    probabilistic Hough transform cv2.HoughLinesP at 1 pixel and 1 degree resolution with `threshold` votes,
+    segments of at least `min_length` pixels and gaps up to `max_gap` bridged. (0, 4) when there are none."""
+    _check_image(gray)
+    # TODO [hough-lines]: Blur, Canny, HoughLinesP(edges, 1, np.pi / 180, ...); it returns None or (N, 1, 4).
+    raise NotImplementedError('TODO [hough-lines]: Blur, Canny, HoughLinesP(edges, 1, np.pi / 180, ...); it returns None or (N, 1, 4).')
+
+
+def detect_circles(gray: np.ndarray, min_radius: int, max_radius: int, min_dist: float | None = None,
+                   param1: float = 100, param2: float = 25) -> np.ndarray:
+    """Circles (N, 3) float as x, y, r, strongest first: GaussianBlur 9x9 (sigma 2) against noise, then
+    cv2.HoughCircles(HOUGH_GRADIENT, dp=1), which votes for centres along gradient directions (param1 is its
+    Canny high threshold, param2 the votes a centre needs). Centres closer than min_dist are merged (default
+    2 min_radius: two circles that do not overlap are at least that far apart). (0, 3) when there are none."""
+    _check_image(gray)
+    if not 0 < min_radius <= max_radius:
+        raise ValueError(f"need 0 < min_radius <= max_radius, got {min_radius} and {max_radius}")
+    # TODO [hough-circles]: Blur, HoughCircles(..., cv2.HOUGH_GRADIENT, 1, min_dist, ...); None or (1, N, 3) -> (N, 3).
+    raise NotImplementedError('TODO [hough-circles]: Blur, HoughCircles(..., cv2.HOUGH_GRADIENT, 1, min_dist, ...); None or (1, N, 3) -> (N, 3).')
+
+
 # ----------------------------------------------------------------------------- demo helpers
 
 def add_salt_pepper(img: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
@@ -220,6 +349,23 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
 
 
+def add_gaussian_noise(img: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    """uint8 image plus N(0, sigma^2) noise, rounded and clipped to 0..255: rint(img + normal(0, sigma)) with the
+    draws from np.random.default_rng(seed).normal(0, sigma, img.shape)."""
+    # TODO [denoise-psnr]: Draw with default_rng(seed).normal, add in float, np.rint, np.clip, back to uint8.
+    raise NotImplementedError('TODO [denoise-psnr]: Draw with default_rng(seed).normal, add in float, np.rint, np.clip, back to uint8.')
+
+
+def compare_denoisers(clean: np.ndarray, noisy: np.ndarray, ksize: int = 3) -> dict[str, float]:
+    """PSNR (dB) against the clean image of: the noisy input; a ksize x ksize Gaussian (sigma from OpenCV's size
+    rule, gaussian_kernel with sigma <= 0: 0.8 for 3 x 3) rounded back to uint8; and a ksize x ksize median.
+    Same footprint, so only the kind of filter differs. Keys "noisy", "gaussian", "median"."""
+    if clean.shape != noisy.shape:
+        raise ValueError(f"clean and noisy images differ in shape: {clean.shape} vs {noisy.shape}")
+    # TODO [denoise-psnr]: gaussian_blur(noisy, ksize, 0) -> rint/clip/uint8; median_blur(noisy, ksize); psnr each.
+    raise NotImplementedError('TODO [denoise-psnr]: gaussian_blur(noisy, ksize, 0) -> rint/clip/uint8; median_blur(noisy, ksize); psnr each.')
+
+
 def _show(path, panels, cols=3):
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows))
@@ -231,6 +377,49 @@ def _show(path, panels, cols=3):
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+# Scenes with known answers for the demo: shapes, lines and circles drawn with OpenCV, plus a little noise.
+SHAPES = {  # name -> polygon (or None for the disc), drawn filled on a 200 x 200 canvas
+    "square": np.array([[40, 40], [100, 40], [100, 100], [40, 100]]),
+    "triangle": np.array([[100, 30], [160, 150], [40, 150]]),
+    "L": np.array([[50, 30], [80, 30], [80, 130], [150, 130], [150, 160], [50, 160]]),
+    "disc": None,
+}
+SCENE_LINES = [((20, 30), (300, 60)), ((30, 215), (140, 95)), ((260, 100), (260, 225)), ((170, 190), (230, 120))]
+SCENE_CIRCLES = [(70, 70, 30), (200, 150, 45), (270, 50, 20)]
+
+
+def draw_shape(name: str, angle: float = 0.0, scale: float = 1.0) -> np.ndarray:
+    """A 200 x 200 uint8 mask of one shape from SHAPES, rotated by `angle` degrees and scaled about the centre."""
+    mask = np.zeros((200, 200), np.uint8)
+    if SHAPES[name] is None:
+        cv2.circle(mask, (100, 100), round(60 * scale), 255, -1)
+        return mask
+    rotation = cv2.getRotationMatrix2D((100.0, 100.0), angle, scale)
+    points = SHAPES[name] @ rotation[:, :2].T + rotation[:, 2]
+    cv2.fillPoly(mask, [np.rint(points).astype(np.int32)], 255)
+    return mask
+
+
+def hough_scene(seed: int = 0, noise: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+    """Two 240 x 320 gray scenes: SCENE_LINES drawn 2 px wide, and SCENE_CIRCLES filled, on a level-40
+    background with N(0, noise^2) pixel noise."""
+    rng = np.random.default_rng(seed)
+    lines, circles = np.full((240, 320), 40, np.uint8), np.full((240, 320), 40, np.uint8)
+    for p, q in SCENE_LINES:
+        cv2.line(lines, p, q, 200, 2)
+    for x, y, r in SCENE_CIRCLES:
+        cv2.circle(circles, (x, y), r, 170, -1)
+    noisy = [np.clip(np.rint(im + rng.normal(0, noise, im.shape)), 0, 255).astype(np.uint8) for im in (lines, circles)]
+    return noisy[0], noisy[1]
+
+
+def step_edge(seed: int = 0, noise: float = 10.0) -> np.ndarray:
+    """A 64 x 64 float32 vertical step, 60 on columns 0-31 and 180 on 32-63, plus N(0, noise^2)."""
+    rng = np.random.default_rng(seed)
+    step = np.where(np.arange(64) < 32, 60.0, 180.0)[None, :].repeat(64, axis=0)
+    return (step + rng.normal(0, noise, step.shape)).astype(np.float32)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -280,7 +469,89 @@ def main(argv: list[str] | None = None) -> None:
                                   ("dilate", dilate(speckled, se)), ("open", morphology(speckled, "open", se)),
                                   ("close", morphology(speckled, "close", se)),
                                   ("gradient", morphology(binary, "gradient", se))])
+
+    # --- median vs Gaussian: which noise each one is for (same 3 x 3 footprint)
+    print("denoising, PSNR in dB (3x3 Gaussian vs 3x3 median):")
+    for label, noisy_img in [("salt and pepper 5%", add_salt_pepper(gray, 0.05)),
+                             ("salt and pepper 10%", add_salt_pepper(gray, 0.10)),
+                             ("Gaussian sigma 20", add_gaussian_noise(gray, 20)),
+                             ("Gaussian sigma 30", add_gaussian_noise(gray, 30))]:
+        scores = compare_denoisers(gray, noisy_img, 3)
+        print(f"  {label:20s} noisy {scores['noisy']:5.2f}  gaussian {scores['gaussian']:5.2f}  "
+              f"median {scores['median']:5.2f}  median - gaussian {scores['median'] - scores['gaussian']:+.2f}")
+
+    # --- bilateral: smooths like a Gaussian inside regions, keeps the step
+    step = step_edge()
+    bil, gau = bilateral_filter(step, 9, 40, 3), cv2.GaussianBlur(step, (9, 9), 3)
+    jump = {name: float(np.median(x[:, 32] - x[:, 31])) for name, x in [("input", step), ("bilateral", bil),
+                                                                        ("gaussian", gau)]}
+    flat = {name: float(x[:, 5:25].std()) for name, x in [("input", step), ("bilateral", bil), ("gaussian", gau)]}
+    print(f"step 60 -> 180 with noise 10: jump across the edge {jump['input']:.1f} in, bilateral(9, 40, 3) "
+          f"{jump['bilateral']:.1f}, Gaussian 9x9 sigma 3 {jump['gaussian']:.1f}; noise std on the flat side "
+          f"{flat['input']:.1f} -> {flat['bilateral']:.1f} / {flat['gaussian']:.1f}")
+    photo_bil = bilateral_filter(f, 9, 40, 3)
+    print(f"bilateral_filter vs cv2.bilateralFilter on the photo: max |diff| "
+          f"{np.abs(photo_bil - cv2.bilateralFilter(f, 9, 40, 3)).max():.1e}")
+
+    # --- Laplacian of Gaussian and its zero crossings
+    log = log_filter(gray, 2.0)
+    k = 2 * int(np.ceil(3 * 2.0)) + 1
+    ref_log = cv2.Laplacian(cv2.GaussianBlur(gray.astype(np.float64), (k, k), 2.0), cv2.CV_64F, ksize=1)
+    crossings = zero_crossings(log, threshold=4.0)
+    print(f"LoG (sigma 2) vs cv2.Laplacian(GaussianBlur): max |diff| {np.abs(log - ref_log).max():.1e}; "
+          f"{crossings.sum()} zero crossings (threshold 4), F1 vs Canny {edge_f1(crossings, theirs):.2f}")
+    _show(out / "bilateral_log.png", [("noisy step", step), ("bilateral 9, 40, 3", bil), ("Gaussian 9x9 sigma 3", gau),
+                                     ("bilateral on the photo", photo_bil), ("LoG sigma 2", log),
+                                     ("LoG zero crossings", crossings)])
+
+    # --- contours and shape descriptors
+    print("contours of drawn shapes (area, perimeter, circularity 4 pi A / P^2, solidity; matchShapes I1 "
+          "to the same shape rotated 30 deg and scaled 0.7):")
+    for name in SHAPES:
+        shape = contour_features(draw_shape(name))[0]
+        turned = contour_features(draw_shape(name, 30, 0.7))[0]
+        print(f"  {name:8s} area {shape['area']:7.1f}  perimeter {shape['perimeter']:6.1f}  circularity "
+              f"{shape['circularity']:.3f}  solidity {shape['solidity']:.3f}  match I1 "
+              f"{match_shapes(shape['contour'], turned['contour']):.4f}")
+    names = list(SHAPES)
+    contours_of = {n: contour_features(draw_shape(n))[0]["contour"] for n in names}
+    print("  I1 between different shapes: " + ", ".join(
+        f"{a}/{b} {match_shapes(contours_of[a], contours_of[b]):.3f}" for i, a in enumerate(names) for b in names[i + 1:]))
+    coins = load_gray("coins", args.size)
+    coin_mask = (coins > cv2.threshold(coins, 0, 255, cv2.THRESH_OTSU)[0]).astype(np.uint8)
+    coin_mask = cv2.morphologyEx(coin_mask, cv2.MORPH_OPEN, se)
+    blobs = contour_features(coin_mask, min_area=100)
+    round_ones = [b for b in blobs if b["circularity"] > 0.8]
+    print(f"coins, Otsu mask opened: {len(blobs)} blobs of area >= 100, {len(round_ones)} with circularity > 0.8")
+
+    # --- Hough lines and circles on drawn scenes
+    line_img, circle_img = hough_scene()
+    segments = detect_lines(line_img)
+    circles = detect_circles(circle_img, 10, 60)
+    print(f"HoughLinesP: {len(segments)} segments for {len(SCENE_LINES)} drawn lines; (rho, theta) of the drawn "
+          "lines: " + ", ".join(f"({r:.1f}, {np.degrees(t):.1f} deg)" for r, t in
+                                (rho_theta(*p, *q) for p, q in SCENE_LINES)))
+    print(f"HoughCircles: found {np.round(circles).astype(int).tolist()}, drawn {SCENE_CIRCLES}")
+    _draw_hough_and_contours(out / "hough_contours.png", line_img, segments, circle_img, circles, coins, blobs)
     print(f"figures in {out}")
+
+
+def _draw_hough_and_contours(path, line_img, segments, circle_img, circles, coins, blobs) -> None:
+    lines_rgb = cv2.cvtColor(line_img, cv2.COLOR_GRAY2RGB)
+    for x1, y1, x2, y2 in segments:
+        cv2.line(lines_rgb, (int(x1), int(y1)), (int(x2), int(y2)), (255, 0, 0), 1)
+    circles_rgb = cv2.cvtColor(circle_img, cv2.COLOR_GRAY2RGB)
+    for x, y, r in circles:
+        cv2.circle(circles_rgb, (round(x), round(y)), round(r), (255, 0, 0), 2)
+        cv2.circle(circles_rgb, (round(x), round(y)), 2, (255, 0, 0), -1)
+    coins_rgb = cv2.cvtColor(coins, cv2.COLOR_GRAY2RGB)
+    for blob in blobs:
+        colour = (0, 255, 0) if blob["circularity"] > 0.8 else (255, 160, 0)
+        cv2.drawContours(coins_rgb, [blob["contour"]], -1, colour, 1)
+        x, y, w, h = blob["bbox"]
+        cv2.rectangle(coins_rgb, (x, y), (x + w - 1, y + h - 1), (0, 120, 255), 1)
+    _show(path, [("HoughLinesP segments", lines_rgb), ("HoughCircles", circles_rgb),
+                 ("coin contours (green: circularity > 0.8)", coins_rgb)], cols=3)
 
 
 if __name__ == "__main__":
