@@ -184,18 +184,51 @@ def cmd_check_solutions(args) -> int:
 
 
 def cmd_mistakes(args) -> int:
+    """Each lab's catalog in a pytest process of its own (one lab's crash cannot hide another lab's verdicts),
+    `--jobs` labs at a time; the mistakes of one lab share that process (labkit.plugin, --mistakes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     labs = [_lab(args.lab)] if args.lab else all_labs()
-    dirs = []
+    runs = []
     for lab in labs:
         try:
             found = mistakes.load_catalog(lab)
         except mistakes.CatalogError as err:
             raise UserError(str(err)) from None
         if found and tests_dir(lab).exists():
-            dirs.append(str(tests_dir(lab).relative_to(ROOT)))
-    if not dirs:
+            runs.append(lab)
+    if not runs:
         raise UserError(f"no mistakes.toml with tests in {args.lab or 'any lab'}")
-    return _pytest([*dirs, "--impl=solution", "--mistakes", "-q", "-p", "no:warnings", "--no-header"])
+
+    def run_lab(lab: Path) -> tuple[Path, int, str, list[dict], float]:
+        events = Path(tempfile.mkstemp(prefix="labkit-mistakes-", suffix=".jsonl")[1])
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "pytest", str(tests_dir(lab).relative_to(ROOT)),
+                               "--impl=solution", "--mistakes", "-q", "-p", "no:warnings", "--no-header",
+                               f"--labkit-json={events}"], cwd=ROOT, capture_output=True, text=True)
+        verdicts = [json.loads(line) for line in events.read_text().splitlines() if '"mistake"' in line]
+        events.unlink(missing_ok=True)
+        return lab, done.returncode, done.stdout + done.stderr, verdicts, time.perf_counter() - started
+
+    started, caught, total, failed = time.perf_counter(), 0, 0, []
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for lab, code, output, verdicts, took in pool.map(run_lab, runs):
+            expected = len(mistakes.load_catalog(lab))
+            lab_caught = sum(v["caught"] for v in verdicts)
+            caught, total = caught + lab_caught, total + expected
+            complete = len(verdicts) == expected and code in (0, 1)
+            print(f"{'ok  ' if complete and lab_caught == expected else 'FAIL'} {lab}: {lab_caught}/{expected} "
+                  f"caught ({took:.0f} s)", flush=True)
+            if not complete or lab_caught < expected or args.verbose:
+                print(output.rstrip()[-6000:] if not complete else
+                      "\n".join(line for line in output.splitlines() if "SURVIVED" in line or args.verbose))
+                failed.append(str(lab))
+    rate = f"{100 * caught / total:.1f}%" if total else "n/a"
+    print(f"\nclassic mistakes: {caught}/{total} caught (kill rate {rate}) across {len(runs)} labs in "
+          f"{time.perf_counter() - started:.0f} s")
+    if failed:
+        print(f"labs with surviving mistakes or a run that did not finish: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 def cmd_test(_args) -> int:
@@ -204,7 +237,7 @@ def cmd_test(_args) -> int:
     print("\n==> 2/3 inverted check: every graded test must fail on the untouched lab.py with its TODO")
     second = _pytest([*_lab_test_dirs(), "--impl=lab", "--inverted", "-q", "-p", "no:randomly"])
     print("\n==> 3/3 classic mistakes: each catalogued learner mistake must fail its own task's tests")
-    third = cmd_mistakes(argparse.Namespace(lab=None))
+    third = cmd_mistakes(argparse.Namespace(lab=None, jobs=os.cpu_count() or 1, verbose=False))
     if first or second or third:
         print(f"\nmake test FAILED (solutions/harness: exit {first}; inverted check: exit {second}; "
               f"classic mistakes: exit {third})")
@@ -328,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     verbs.add_parser("test", help="everything CI runs").set_defaults(fn=cmd_test)
     mistakes_verb = verbs.add_parser("mistakes", help="check that each classic mistake fails its task's tests")
     mistakes_verb.add_argument("lab", nargs="?")
+    mistakes_verb.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
+                               help="labs checked at the same time (default: one per CPU)")
+    mistakes_verb.add_argument("-v", "--verbose", action="store_true", help="print every mistake, caught or not")
     mistakes_verb.set_defaults(fn=cmd_mistakes)
     verbs.add_parser("progress", help="your progress over the curriculum").set_defaults(fn=cmd_progress)
     run = verbs.add_parser("run", help="run a lab's demo")

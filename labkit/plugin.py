@@ -391,6 +391,8 @@ def pytest_runtestloop(session):
         for mistake in catalog:
             items = by_task.get((str(lab), mistake.task), [])
             verdict = _try_mistake(session, mistake, items, limit, runtestprotocol)
+            _emit(session.config, {"event": "mistake", "id": mistake.id, "task": mistake.task, "says": mistake.says,
+                                   "caught": bool(verdict), "by": verdict or ""})
             if verdict:
                 caught += 1
                 write(f"  caught    [{mistake.task}] {mistake.says}  <- {verdict}")

@@ -119,3 +119,22 @@ def test_unknown_mistake_number_in_the_environment_is_an_error(tmp_path, monkeyp
     monkeypatch.setenv(mistakes.ENV, f"{root / TOY}#7")
     with pytest.raises(mistakes.CatalogError, match="has no mistake 7"):
         mistakes.active(root / TOY)
+
+
+def test_the_cli_runs_each_lab_in_its_own_process_and_totals_them(tmp_path):
+    root = toy_project(tmp_path, CAUGHT + SURVIVES)
+    result = subprocess.run([sys.executable, "-m", "labkit", "mistakes", "--jobs", "2"], cwd=root,
+                            capture_output=True, text=True, timeout=300,
+                            env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert f"FAIL {TOY}: 1/2 caught" in result.stdout
+    assert "SURVIVED  [mean] sorts before summing" in result.stdout
+    assert "classic mistakes: 1/2 caught (kill rate 50.0%) across 1 labs" in result.stdout
+
+
+def test_a_lab_whose_run_dies_is_reported_not_silently_passed(tmp_path):
+    crash = SURVIVES.replace('after = "return sum(sorted(xs)) / len(xs)"', 'after = "return __import__(\'os\')._exit(0)"')
+    root = toy_project(tmp_path, crash)  # the mistake kills the pytest process in the middle of its lab
+    result = subprocess.run([sys.executable, "-m", "labkit", "mistakes"], cwd=root, capture_output=True,
+                            text=True, timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert result.returncode == 1 and f"FAIL {TOY}: 0/1 caught" in result.stdout, result.stdout[-2000:]
