@@ -49,6 +49,20 @@ def test_forward_is_w_plus_scaled_ba(impl):
 
 
 @pytest.mark.task("lora-linear")
+def test_merged_layer_computes_the_base_only(impl):
+    """Once the update is folded into W (done by hand here) and the flag is set, forward must not add it again."""
+    base = nn.Linear(16, 24).double()
+    layer = impl.LoRALinear(base, r=4, alpha=12)
+    random_adapters(layer)
+    x = torch.randn(7, 16, dtype=torch.float64)
+    with torch.no_grad():
+        base.weight += (12 / 4) * layer.lora_B @ layer.lora_A  # W <- W + (alpha / r) B A
+    layer.merged = True
+    expected = x @ base.weight.T + base.bias
+    assert_close_to_reference(layer(x), expected, atol=1e-10, what="a merged layer's output (W' x + b, no update)")
+
+
+@pytest.mark.task("lora-linear")
 def test_only_adapters_get_gradients(impl):
     layer = impl.LoRALinear(nn.Linear(8, 8), r=2, alpha=4)
     layer(torch.randn(4, 8)).pow(2).sum().backward()
@@ -98,6 +112,11 @@ def test_add_lora_on_a_tiny_llama(impl, tiny_llama):
     with torch.no_grad():
         after = tiny_llama(input_ids=x).logits
     assert torch.equal(before, after), "with B = 0 the adapted model must give the base model's logits exactly"
+    random_adapters(tiny_llama)  # non-zero B: the adapters must now sit in the forward path of every projection
+    with torch.no_grad():
+        moved = tiny_llama(input_ids=x).logits
+    assert (moved - before).abs().max() > 1e-3, \
+        "with non-zero adapters the logits did not change: the LoRALinear layers are not where the projections were"
 
 
 @pytest.mark.task("add-lora")
@@ -147,3 +166,18 @@ def test_same_adapters_same_outputs_as_peft(impl, llama_factory):
     ours_trainable = sum(p.numel() for p in ours.parameters() if p.requires_grad)
     assert ours_trainable == theirs.get_nb_trainable_parameters()[0], (
         f"trainable parameters: peft {theirs.get_nb_trainable_parameters()[0]:,}, ours {ours_trainable:,}")
+
+
+@pytest.mark.task("peft-parity")
+def test_exported_state_is_a_snapshot(impl, llama_factory):
+    """The exported tensors are copies: training the adapters afterwards must not change them."""
+    ours = llama_factory()
+    impl.add_lora(ours, PROJ, r=4, alpha=8)
+    random_adapters(ours)
+    state = impl.to_peft_state_dict(ours)
+    assert len(state) == 2 * 14, f"expected lora_A and lora_B for 14 projections (28 tensors), got {len(state)}"
+    snapshot = {k: v.clone() for k, v in state.items()}
+    random_adapters(ours, seed=5)  # "train" the adapters further, in place
+    moved = [k for k in state if not torch.equal(state[k], snapshot[k])]
+    assert not moved, f"the exported tensors changed with the live adapters: {moved[:2]}"
+    assert not any(v.requires_grad for v in state.values()), "exported tensors should be detached"

@@ -42,6 +42,19 @@ def test_nf4_hand_case(impl):
     assert restored[:3].tolist() == [0.0, 2.0, -2.0], f"0, +absmax, -absmax should be exact, got {restored[:3].tolist()}"
 
 
+@pytest.mark.task("nf4")
+def test_nf4_all_zero_block(impl):
+    """A block of zeros (e.g. pruned weights) has absmax 0: its codes are the exact-zero level 7 and it restores to 0."""
+    weight = torch.cat([torch.linspace(-1.0, 1.0, 64), torch.zeros(64)])
+    codes, absmax = impl.nf4_quantize(weight, blocksize=64)
+    assert absmax.tolist() == [1.0, 0.0], f"expected absmax [1.0, 0.0], got {absmax.tolist()}"
+    assert codes[64:].tolist() == [7] * 64, f"an all-zero block should code every value as level 7 (0.0), got " \
+                                           f"{sorted(set(codes[64:].tolist()))}"
+    restored = impl.nf4_dequantize(codes, absmax, weight.shape, blocksize=64)
+    assert torch.isfinite(restored).all() and torch.equal(restored[64:], torch.zeros(64)), \
+        "an all-zero block should come back as zeros (no NaN)"
+
+
 @pytest.mark.task("memory")
 def test_quant_state_bytes_by_hand(impl, weight):
     import bitsandbytes.functional as bnbf
