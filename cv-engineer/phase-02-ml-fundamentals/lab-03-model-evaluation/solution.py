@@ -1,24 +1,34 @@
 """Lab 03 · Model evaluation: classification metrics, ROC/PR curves, box IoU and detection mAP, from scratch.
 
-Every number a CV engineer reports comes from a handful of counts. This lab rebuilds them with NumPy only:
+Every number a CV engineer reports comes from a handful of counts. This lab rebuilds them with NumPy only
+(pycocotools appears only as the cross-check of COCO mAP):
 
 - the confusion matrix, and precision / recall / F1 with binary, macro, micro and weighted averaging;
 - the ROC curve and its area (by the trapezoid rule and by ranks: AUC = P(score of a positive > a negative));
 - the precision-recall curve and average precision (sklearn's step-wise sum, no interpolation);
+- F-beta, which trades precision for recall (β > 1 favours recall);
 - pairwise box IoU and VOC-style mAP@0.5 (greedy matching, all-point interpolated AP);
+- COCO-style 101-point AP and mAP@0.5:0.95, written out as COCO JSON and cross-checked with pycocotools;
+- calibration: the reliability diagram and the expected calibration error (ECE);
 - class-imbalance handling: balanced class weights and random oversampling for a logistic regression.
 
-Each one is checked against sklearn.metrics or torchvision.ops in the tests (1e-9 for the classification ones).
+Each one is checked against sklearn.metrics, torchvision.ops or pycocotools in the tests.
 
 Run it:  python solution.py [--samples 4000] [--minority 0.05]
-Outputs: outputs/.../roc_pr_curves.png
+Outputs: outputs/.../roc_pr_curves.png, reliability.png, coco/gt.json, coco/detections.json
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import json
+from pathlib import Path
 
 import matplotlib
 import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
@@ -318,6 +328,241 @@ def mean_average_precision(predictions: list[dict], targets: list[dict], iou_thr
     # END SOLUTION
 
 
+# ----------------------------------------------------------------------------- F-beta
+
+def fbeta(y_true, y_pred, beta: float = 1.0, average: str | None = "binary", pos_label=1):
+    """F-beta, like sklearn's fbeta_score: F_β = (1 + β²)·P·R / (β²·P + R) = (1 + β²)TP / ((1 + β²)TP + β²FN + FP).
+
+    β > 1 weighs recall more (missing a tumour costs more than a false alarm), β < 1 weighs precision more
+    (a spam filter), β = 1 is F1. Averaging as in precision_recall_f1: binary, macro (mean of per-class F_β),
+    micro (pooled counts), weighted (by support), None (per class). A 0/0 counts as 0.
+    """
+    if beta <= 0:
+        raise ValueError(f"beta must be positive, got {beta}")
+    if average not in AVERAGES:
+        raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")
+    y_true, y_pred = _check_pair(y_true, y_pred)
+    labels = np.unique(np.concatenate([y_true, y_pred]))
+    if average == "binary" and (len(labels) > 2 or pos_label not in labels.tolist()):
+        raise ValueError(f"average='binary' needs two classes including pos_label={pos_label!r}, got labels "
+                         f"{labels.tolist()}; use 'macro', 'micro' or 'weighted'")
+    # BEGIN SOLUTION [f-beta] Per-class TP/FP/FN from the confusion matrix; the count form of F_β; then average.
+    counts = confusion_matrix(y_true, y_pred, labels)
+    hits = np.diag(counts).astype(np.float64)  # TP per class
+    false_pos, false_neg = counts.sum(axis=0) - hits, counts.sum(axis=1) - hits
+    true_count = counts.sum(axis=1)  # support
+    if average == "micro":  # pool the counts over classes first
+        hits, false_pos, false_neg = hits.sum(), false_pos.sum(), false_neg.sum()
+    b2 = beta ** 2
+    num, den = (1 + b2) * hits, (1 + b2) * hits + b2 * false_neg + false_pos
+    score = np.divide(num, den, out=np.zeros_like(np.asarray(num, np.float64)), where=np.asarray(den) > 0)
+    if average == "micro":
+        return float(score)
+    if average is None:
+        return score
+    if average == "binary":
+        return float(score[labels.tolist().index(pos_label)])
+    share = true_count / true_count.sum() if average == "weighted" else np.full(len(labels), 1 / len(labels))
+    return float(score @ share)
+    # END SOLUTION
+
+
+# ----------------------------------------------------------------------------- COCO-style detection AP
+
+COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # 0.50, 0.55, ..., 0.95
+COCO_RECALL_POINTS = np.linspace(0.0, 1.0, 101)  # 0.00, 0.01, ..., 1.00
+
+
+def coco_ap(recall, precision) -> float:
+    """101-point interpolated AP (COCO): AP = (1/101) Σ_{r ∈ {0, 0.01, ..., 1}} max_{r' >= r} p(r').
+
+    `recall`/`precision` are the cumulative values down the ranked detection list (recall non-decreasing). A
+    recall level the list never reaches contributes 0.
+    """
+    recall, precision = np.asarray(recall, np.float64), np.asarray(precision, np.float64)
+    # BEGIN SOLUTION [coco-map] Envelope (running max from the right); for each recall point the first index with recall >= r.
+    if len(recall) == 0:
+        return 0.0
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    first = np.searchsorted(recall, COCO_RECALL_POINTS, side="left")  # first position with recall >= r
+    reached = first < len(recall)
+    return float(np.sum(envelope[first[reached]]) / len(COCO_RECALL_POINTS))
+    # END SOLUTION
+
+
+def match_detections_coco(det_boxes, det_scores, gt_boxes, iou_threshold: float) -> np.ndarray:
+    """COCO's matching for ONE class in ONE image: detections by descending score (stable on ties), each takes
+    the best-overlapping ground truth that is still unmatched, if that IoU >= threshold. (VOC's rule differs: it
+    looks at the best ground truth overall and calls the detection a duplicate if that one is taken.)
+    Returns a bool TP array aligned with the input order."""
+    det_boxes = np.asarray(det_boxes, np.float64).reshape(-1, 4)
+    gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
+    det_scores = np.asarray(det_scores, np.float64).reshape(-1)
+    # BEGIN SOLUTION [coco-map] IoU matrix; greedy by score; mask taken GTs out before choosing the best.
+    is_tp = np.zeros(len(det_boxes), bool)
+    if len(gt_boxes) == 0 or len(det_boxes) == 0:
+        return is_tp
+    overlap = box_iou(det_boxes, gt_boxes)  # (D, G)
+    used = np.zeros(len(gt_boxes), bool)
+    for d in np.argsort(-det_scores, kind="stable"):  # highest score first, input order on ties
+        free = np.where(used, -1.0, overlap[d])  # a matched GT cannot be matched again
+        g = int(np.argmax(free))
+        if free[g] >= iou_threshold:
+            used[g] = True
+            is_tp[d] = True
+    return is_tp
+    # END SOLUTION
+
+
+def coco_map(predictions: list[dict], targets: list[dict], iou_thresholds=COCO_IOU_THRESHOLDS, max_dets: int = 100):
+    """COCO-style mAP (area "all"): per class and IoU threshold, keep each image's `max_dets` highest-scored
+    detections, match them with match_detections_coco, rank all images' detections together (images in order,
+    then by descending score, stable), and take coco_ap. Classes without ground truth are left out.
+
+    Same inputs as mean_average_precision. Returns {"map": mean over thresholds and classes (mAP@0.5:0.95),
+    "map_50", "map_75" (the thresholds 0.5 and 0.75 alone, when present), "per_class": {class: AP over thresholds}}.
+    """
+    if len(predictions) != len(targets):
+        raise ValueError(f"{len(predictions)} prediction dicts for {len(targets)} target dicts; give one per image")
+    thresholds = np.asarray(iou_thresholds, np.float64).reshape(-1)
+    # BEGIN SOLUTION [coco-map] ap[t, c]: per image cap at max_dets by score, match, pool, stable sort, cumsum, coco_ap.
+    classes = sorted(set(np.concatenate([np.asarray(t["labels"]).reshape(-1) for t in targets]).astype(int).tolist()))
+    ap = np.zeros((len(thresholds), len(classes)))
+    for ci, c in enumerate(classes):
+        per_image = []  # (boxes, scores, gt) of class c, detections capped and sorted per image
+        for pred, tgt in zip(predictions, targets):
+            p_lab, t_lab = np.asarray(pred["labels"]).reshape(-1), np.asarray(tgt["labels"]).reshape(-1)
+            scores = np.asarray(pred["scores"], np.float64).reshape(-1)[p_lab == c]
+            boxes = np.asarray(pred["boxes"], np.float64).reshape(-1, 4)[p_lab == c]
+            top = np.argsort(-scores, kind="mergesort")[:max_dets]
+            per_image.append((boxes[top], scores[top], np.asarray(tgt["boxes"], np.float64).reshape(-1, 4)[t_lab == c]))
+        n_gt = sum(len(gt) for _, _, gt in per_image)
+        all_scores = np.concatenate([s for _, s, _ in per_image])
+        order = np.argsort(-all_scores, kind="mergesort")
+        for ti, t in enumerate(thresholds):
+            flags = np.concatenate([match_detections_coco(b, s, gt, t) for b, s, gt in per_image])[order]
+            tp, fp = np.cumsum(flags), np.cumsum(~flags)
+            ap[ti, ci] = coco_ap(tp / n_gt, tp / np.maximum(tp + fp, np.finfo(float).eps))
+    result = {"map": float(ap.mean()), "per_class": dict(zip(classes, ap.mean(axis=0).tolist()))}
+    for name, level in (("map_50", 0.5), ("map_75", 0.75)):
+        hit = np.flatnonzero(np.isclose(thresholds, level))
+        if len(hit):
+            result[name] = float(ap[hit[0]].mean())
+    return result
+    # END SOLUTION
+
+
+def write_coco_json(predictions: list[dict], targets: list[dict], folder) -> tuple[Path, Path]:
+    """Write ground truth and detections in COCO's JSON formats, for pycocotools or any COCO tool.
+
+    gt.json: {"images": [{"id"}], "categories": [{"id", "name"}], "annotations": [{"id" (from 1), "image_id",
+    "category_id", "bbox": [x, y, w, h], "area": w·h, "iscrowd": 0}]}; detections.json: a list of
+    {"image_id", "category_id", "bbox": [x, y, w, h], "score"}. Image i gets id i; a class keeps its label as id.
+    COCO boxes are (x, y, width, height), not corners. Returns (gt path, detections path).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    # BEGIN SOLUTION [coco-map] Corners -> [x, y, w, h] as plain floats; annotation ids start at 1 (0 is falsy in pycocotools).
+    def xywh(box):
+        x1, y1, x2, y2 = (float(v) for v in box)
+        return [x1, y1, x2 - x1, y2 - y1]
+
+    images, annotations, detections, classes = [], [], [], set()
+    for i, (pred, tgt) in enumerate(zip(predictions, targets)):
+        images.append({"id": i})
+        for box, label in zip(np.asarray(tgt["boxes"]).reshape(-1, 4), np.asarray(tgt["labels"]).reshape(-1)):
+            b = xywh(box)
+            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": int(label), "bbox": b,
+                                "area": b[2] * b[3], "iscrowd": 0})
+            classes.add(int(label))
+        for box, label, score in zip(np.asarray(pred["boxes"]).reshape(-1, 4), np.asarray(pred["labels"]).reshape(-1),
+                                     np.asarray(pred["scores"]).reshape(-1)):
+            detections.append({"image_id": i, "category_id": int(label), "bbox": xywh(box), "score": float(score)})
+            classes.add(int(label))
+    gt = {"images": images, "annotations": annotations,
+          "categories": [{"id": c, "name": f"class_{c}"} for c in sorted(classes)]}
+    gt_path, dt_path = folder / "gt.json", folder / "detections.json"
+    gt_path.write_text(json.dumps(gt))
+    dt_path.write_text(json.dumps(detections))
+    return gt_path, dt_path
+    # END SOLUTION
+
+
+def pycocotools_stats(gt_path, dt_path) -> np.ndarray:
+    """Run pycocotools' COCOeval (bbox) on two JSON files, quietly; returns its 12 summary numbers
+    (stats[0] = AP@[.5:.95], stats[1] = AP@.5, stats[2] = AP@.75, all areas, 100 detections per image)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_path))
+        evaluator = COCOeval(gt, gt.loadRes(str(dt_path)), "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator.stats
+
+
+# ----------------------------------------------------------------------------- calibration
+
+def calibration_curve(y_true, y_prob, n_bins: int = 10, strategy: str = "uniform"):
+    """Reliability diagram data, like sklearn.calibration.calibration_curve: (fraction of positives, mean
+    predicted probability) per non-empty bin, bins in increasing order.
+
+    strategy "uniform": n_bins equal-width bins on [0, 1]; "quantile": edges at the quantiles of y_prob (equal
+    counts). Bins are closed on the right: a probability exactly on an inner edge belongs to the lower bin.
+    """
+    y_true, y_prob = _check_pair(y_true, y_prob)
+    y = _check_binary(y_true)
+    y_prob = y_prob.astype(np.float64)
+    if y_prob.min() < 0 or y_prob.max() > 1:
+        raise ValueError(f"y_prob must lie in [0, 1], got [{y_prob.min():.3g}, {y_prob.max():.3g}]; pass "
+                         "probabilities (predict_proba), not scores or logits")
+    if strategy not in ("uniform", "quantile"):
+        raise ValueError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
+    # BEGIN SOLUTION [calibration] Edges; bin id = np.searchsorted(inner edges, p) (right-closed); bincount sums; drop empties.
+    if strategy == "uniform":
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+    else:
+        edges = np.percentile(y_prob, np.linspace(0, 100, n_bins + 1))
+    bin_id = np.searchsorted(edges[1:-1], y_prob, side="left")
+    count = np.bincount(bin_id, minlength=n_bins)
+    positives = np.bincount(bin_id, weights=y, minlength=n_bins)
+    prob_sum = np.bincount(bin_id, weights=y_prob, minlength=n_bins)
+    used = count > 0
+    return positives[used] / count[used], prob_sum[used] / count[used]
+    # END SOLUTION
+
+
+def expected_calibration_error(y_true, y_prob, n_bins: int = 10) -> float:
+    """ECE = Σ_b (n_b / N) · |fraction of positives in b − mean predicted probability in b|, over n_bins uniform,
+    right-closed bins (the same bins as calibration_curve). 0 for a perfectly calibrated model."""
+    y_true, y_prob = _check_pair(y_true, y_prob)
+    y = _check_binary(y_true)
+    # BEGIN SOLUTION [calibration] Same binning; weight each bin's |gap| by its share of the samples.
+    y_prob = y_prob.astype(np.float64)
+    bin_id = np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], y_prob, side="left")
+    count = np.bincount(bin_id, minlength=n_bins)
+    gap = np.abs(np.bincount(bin_id, weights=y, minlength=n_bins) - np.bincount(bin_id, weights=y_prob, minlength=n_bins))
+    return float(gap.sum() / len(y))  # Σ (n_b/N)·|pos_b/n_b − psum_b/n_b| = Σ |pos_b − psum_b| / N
+    # END SOLUTION
+
+
+def plot_reliability(y_true, probs_by_name: dict, path, n_bins: int = 10) -> None:
+    """Reliability diagram (fraction of positives vs mean predicted probability per bin) with the diagonal of
+    perfect calibration, and a histogram of the predicted probabilities underneath; saved as a PNG."""
+    fig, (ax, ax_hist) = plt.subplots(2, 1, figsize=(6, 7), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfectly calibrated")
+    for name, p in probs_by_name.items():
+        frac, mean_p = calibration_curve(y_true, p, n_bins)
+        ax.plot(mean_p, frac, "o-", label=f"{name} (ECE {expected_calibration_error(y_true, p, n_bins):.3f})")
+        ax_hist.hist(p, bins=np.linspace(0, 1, n_bins + 1), histtype="step", label=name)
+    ax.set(ylabel="fraction of positives", title="Reliability diagram", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax_hist.set(xlabel="mean predicted probability", ylabel="count", yscale="log")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 # ----------------------------------------------------------------------------- class imbalance
 
 def balanced_class_weights(y) -> dict:
@@ -433,6 +678,11 @@ def main(argv=None) -> None:
         macro = precision_recall_f1(y_te, pred, "macro")[2]
         print(f"{strategy:<11}{acc:7.3f}{p:7.3f}{r:7.3f}{f:7.3f}{macro:9.3f}"
               f"{roc_auc(y_te, s):7.3f}{average_precision(y_te, s):7.3f}")
+    print(f"{'strategy':<11}{'F0.5':>7}{'F1':>7}{'F2':>7}{'ECE':>7}   (F-beta at threshold 0.5; ECE over 10 bins)")
+    for strategy, s in scores.items():
+        pred = (s >= 0.5).astype(int)
+        print(f"{strategy:<11}" + "".join(f"{fbeta(y_te, pred, b):7.3f}" for b in (0.5, 1.0, 2.0))
+              + f"{expected_calibration_error(y_te, s):7.3f}")
     print("confusion matrix (none):\n", confusion_matrix(y_te, (scores["none"] >= 0.5).astype(int)))
     print("confusion matrix (weights):\n", confusion_matrix(y_te, (scores["weights"] >= 0.5).astype(int)))
     print(f"AUC rank vs trapezoid: {roc_auc(y_te, scores['none'], 'rank'):.12f} "
@@ -443,9 +693,19 @@ def main(argv=None) -> None:
     m75, _ = mean_average_precision(preds, tgts, 0.75)
     print(f"toy detector: mAP@0.5 {m50:.3f} (per class {', '.join(f'{k}: {v:.3f}' for k, v in per_class.items())}),"
           f" mAP@0.75 {m75:.3f}")
+    coco = coco_map(preds, tgts)
+    gt_path, dt_path = write_coco_json(preds, tgts, out / "coco")
+    stats = pycocotools_stats(gt_path, dt_path)
+    print(f"COCO-style (101-point AP): mAP@0.5:0.95 {coco['map']:.4f}, @0.5 {coco['map_50']:.4f}, "
+          f"@0.75 {coco['map_75']:.4f}")
+    print(f"pycocotools COCOeval on {gt_path.parent}: {stats[0]:.4f}, {stats[1]:.4f}, {stats[2]:.4f} "
+          f"(largest gap {np.abs(np.array([coco['map'], coco['map_50'], coco['map_75']]) - stats[:3]).max():.1e})")
     path = out / "roc_pr_curves.png"
     plot_curves(y_te, scores, path)
     print(f"figure: {path}")
+    path = out / "reliability.png"
+    plot_reliability(y_te, scores, path)
+    print(f"reliability diagram: {path}")
 
 
 if __name__ == "__main__":
