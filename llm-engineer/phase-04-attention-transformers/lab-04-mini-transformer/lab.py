@@ -7,10 +7,12 @@ What this lab teaches
 - the full decoder: token + learned position embeddings, N blocks, a final norm, and an LM head that shares
   its weight matrix with the token embedding (weight tying);
 - counting parameters with a closed formula, and two sanity checks every LM should pass: a fresh model's loss
-  is ln(V), and the model can memorise one batch.
+  is ln(V), and the model can memorise one batch;
+- sampling text one token at a time: crop the context to block_size, scale the last logits by 1/temperature,
+  keep the top k, draw from the softmax with torch.multinomial.
 
-The demo trains tiny models on Shakespeare characters, compares pre-norm with post-norm, and saves the loss
-curves and the attention maps as PNGs.
+The demo trains tiny models on Shakespeare characters, compares pre-norm with post-norm, saves the loss
+curves and the attention maps as PNGs, and samples text from the trained model.
 """
 # This file is generated from solution.py by `make scaffold`; edit the TODOs, not the generator's output.
 # Check your work with `make check LAB=<this lab's folder>`.
@@ -139,6 +141,28 @@ class MiniGPT(nn.Module):
         return logits, loss
 
     @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Extend idx (B, T) by max_new_tokens tokens, one at a time. Returns (B, T + max_new_tokens).
+
+        Each step feeds the last block_size tokens (the position table ends there) and keeps only the logits of
+        the last position, (B, V). Dividing them by the temperature sharpens (< 1) or flattens (> 1) the
+        distribution; with top_k, every logit below the k-th largest becomes -inf, so only the k best tokens
+        (and any tied with the k-th) can be drawn. One token per row is then drawn with
+        torch.multinomial(softmax(logits), 1, generator=generator). top_k=1 is greedy decoding. The caller
+        chooses train/eval mode (call eval() first when the model has dropout)."""
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0 (use top_k=1 for greedy decoding), got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be None or >= 1, got {top_k}")
+        if idx.ndim != 2 or idx.shape[1] < 1:
+            raise ValueError(f"idx must be (B, T) token ids with T >= 1, got shape {tuple(idx.shape)}")
+        # TODO [generate]: Loop: crop to the last block_size tokens, last position's logits / temperature, mask below the k-th largest (torch.topk) with -inf, softmax, torch.multinomial with the generator, append.
+        raise NotImplementedError("TODO [generate]: Loop: crop to the last block_size tokens, last position's logits / temperature, mask below the k-th largest (torch.topk) with -inf, softmax, torch.multinomial with the generator, append.")
+
+    @torch.no_grad()
     def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
         """Attention weights of every layer for idx (B, T): a list of n_layer tensors (B, n_head, T, T)."""
         x = self.tok_emb(idx) + self.pos_emb(torch.arange(idx.shape[1], device=idx.device))
@@ -219,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--block-size", type=int, default=32)
     parser.add_argument("--chars", type=int, default=300_000, help="Shakespeare characters to train on")
+    parser.add_argument("--sample-chars", type=int, default=120, help="characters to generate after training")
     args = parser.parse_args(argv)
     device = labkit.pick_device()
     out = labkit.output_dir(__file__)
@@ -272,6 +297,15 @@ def main(argv: list[str] | None = None) -> None:
     ids = torch.tensor([[chars.index(c) for c in line]], device=device)
     plot_attention(models["pre-norm"].attention_maps(ids)[:3], line, out / "attention_maps.png")
     print(f"[artifacts] {out / 'prenorm_vs_postnorm.png'}\n            {out / 'attention_maps.png'}")
+
+    # 6. Sampling from the trained pre-norm model: greedy (top_k=1), then temperature 0.8 with the top 10.
+    model = models["pre-norm"].eval()
+    prompt = torch.tensor([[chars.index(c) for c in "ROMEO:"]], device=device)
+    for label, temperature, top_k in (("greedy", 1.0, 1), ("T=0.8, top-10", 0.8, 10)):
+        gen = torch.Generator(device=device).manual_seed(0)
+        ids = model.generate(prompt, args.sample_chars, temperature=temperature, top_k=top_k, generator=gen)
+        text = "".join(chars[i] for i in ids[0].tolist())
+        print(f"[sample] {label}:\n{text}\n")
 
 
 if __name__ == "__main__":

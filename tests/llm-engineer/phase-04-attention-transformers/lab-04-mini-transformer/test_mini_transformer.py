@@ -254,3 +254,104 @@ def test_formula_matches_gpt2_small(impl):
     cfg = impl.GPTConfig(vocab_size=50257, n_layer=12, n_head=12, d_model=768, d_ff=3072, block_size=1024, bias=True)
     got = impl.count_parameters(cfg)
     assert got == 124_439_808, f"GPT-2 small has 124,439,808 parameters, the formula gives {got:,}"
+
+
+# ------------------------------------------------------------------------------------------ generation
+
+def _peaked_model(impl, **overrides):
+    """A model with large random weights: its next-token distributions are far from uniform."""
+    torch.manual_seed(0)
+    model = impl.MiniGPT(small_config(impl, **overrides)).eval()
+    randomise(model)
+    return model
+
+
+@pytest.mark.task("generate")
+def test_top_k_1_is_greedy_decoding_done_by_hand(impl):
+    model = _peaked_model(impl)  # block_size 12: 5 prompt tokens + 15 new ones also exercise the crop
+    prompt = torch.randint(50, (3, 5))
+    expected = prompt.clone()
+    with torch.no_grad():
+        for _ in range(15):
+            logits, _ = model(expected[:, -12:])
+            expected = torch.cat([expected, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    for temperature in (1.0, 0.5):
+        got = model.generate(prompt, 15, temperature=temperature, top_k=1)
+        assert got.shape == (3, 20), f"expected (3, 20) ids (the prompt, then 15 new tokens), got {tuple(got.shape)}"
+        assert torch.equal(got, expected), f"top_k=1 (temperature {temperature}) is greedy: expected " \
+                                           f"{expected.tolist()}, got {got.tolist()}"
+
+
+@pytest.mark.task("generate")
+def test_top_k_never_emits_a_token_outside_the_top_k(impl):
+    # A fresh model predicts almost uniformly over 50 tokens, so without the filter (or with the wrong end of
+    # the ranking) 32 rows x 6 steps would land outside the top 3 hundreds of times.
+    torch.manual_seed(0)
+    model = impl.MiniGPT(small_config(impl)).eval()
+    prompt = torch.randint(50, (32, 4))
+    out = model.generate(prompt, 6, temperature=1.5, top_k=3)
+    assert out.shape == (32, 10) and torch.equal(out[:, :4], prompt), "the prompt stays as the first 4 columns"
+    with torch.no_grad():
+        for step in range(6):
+            logits, _ = model(out[:, :4 + step])
+            allowed = torch.topk(logits[:, -1], 3).indices  # (32, 3)
+            drawn = out[:, 4 + step:5 + step]
+            outside = ~(allowed == drawn).any(dim=1)
+            assert not outside.any(), f"step {step}: rows {outside.nonzero().flatten().tolist()} drew a token " \
+                                      f"outside their top 3"
+    assert len(set(out[:, 4].tolist())) > 1, "with top_k=3 the first new token should vary across 32 rows " \
+                                             "(sampling, not argmax)"
+
+
+@pytest.mark.task("generate")
+def test_context_is_cropped_to_the_last_block_size_tokens(impl):
+    model = _peaked_model(impl)
+    seen = []
+    handle = model.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    try:
+        prompt = torch.randint(50, (2, 20))  # longer than block_size = 12
+        out = model.generate(prompt, 4, top_k=5)
+    finally:
+        handle.remove()
+    assert out.shape == (2, 24) and torch.equal(out[:, :20], prompt), "expected the 20-token prompt + 4 new tokens"
+    assert len(seen) == 4, f"expected one forward pass per new token (4), got {len(seen)}"
+    for step, context in enumerate(seen):
+        want = out[:, 20 + step - 12:20 + step]
+        assert torch.equal(context, want), f"step {step}: the model should see the last 12 tokens " \
+                                           f"{want.tolist()}, got {context.tolist()}"
+
+
+@pytest.mark.task("generate")
+def test_seeded_generation_is_reproducible(impl):
+    model = _peaked_model(impl)
+    prompt = torch.randint(50, (2, 3))
+    runs = []
+    for seed in (7, 7, 8):
+        torch.manual_seed(seed)
+        runs.append(model.generate(prompt, 20, temperature=1.3))
+    assert torch.equal(runs[0], runs[1]), "the same global seed should give the same tokens"
+    assert not torch.equal(runs[0], runs[2]), "seeds 7 and 8 gave the same 40 tokens: is it sampling at all?"
+    a = model.generate(prompt, 20, temperature=1.3, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(123)  # the global generator must not matter when one is passed
+    b = model.generate(prompt, 20, temperature=1.3, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b), "the same torch.Generator seed should give the same tokens"
+
+
+@pytest.mark.task("generate")
+def test_matches_a_sampler_written_out_by_hand(impl):
+    # The recipe, step by step: last block_size tokens, last position, / temperature, top-k mask, softmax,
+    # one multinomial draw per row from the same generator.
+    model = _peaked_model(impl)
+    prompt = torch.randint(50, (3, 9))
+    temperature, top_k = 0.7, 5
+    gen = torch.Generator().manual_seed(11)
+    expected = prompt.clone()
+    with torch.no_grad():
+        for _ in range(10):
+            logits, _ = model(expected[:, -12:])
+            logits = logits[:, -1] / temperature
+            kth = torch.topk(logits, top_k).values[:, -1:]
+            probs = F.softmax(logits.masked_fill(logits < kth, float("-inf")), dim=-1)
+            expected = torch.cat([expected, torch.multinomial(probs, 1, generator=gen)], dim=1)
+    got = model.generate(prompt, 10, temperature=temperature, top_k=top_k, generator=torch.Generator().manual_seed(11))
+    assert torch.equal(got, expected), f"expected {expected[:, 9:].tolist()}, got {got[:, 9:].tolist()}"
