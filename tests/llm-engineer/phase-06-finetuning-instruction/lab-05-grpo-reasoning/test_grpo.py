@@ -28,6 +28,8 @@ def test_parse_answer(impl, text, expected):
 def test_addition_reward_exact_match(impl):
     got = impl.addition_reward([(3, 4), (9, 9), (0, 0), (5, 5)], ["7", "17", "", "the answer is 10"])
     assert got.tolist() == [1.0, 0.0, 0.0, 1.0], got.tolist()
+    near = impl.addition_reward([(1, 0), (2, 2)], ["10", "14"])
+    assert near.tolist() == [0.0, 0.0], f"10 is not 1 and 14 is not 4 (the sum must match exactly): {near.tolist()}"
     with pytest.raises(ValueError):
         impl.addition_reward([(1, 1)], ["2", "2"])
 
@@ -229,7 +231,89 @@ def test_rollout_samples_from_the_softmax(impl):
     assert (cold == impl.STOI["4"]).all(), "a very low temperature should always pick the most likely token"
 
 
+@pytest.mark.task("rollout")
+def test_rollout_is_reproducible_with_a_seeded_generator(impl):
+    model = impl.tiny_policy(seed=2).eval()
+    prompts = impl.prompt_ids([(3, 4), (8, 1)])
+    runs = []
+    for global_seed in (1, 2):  # the global RNG differs between the two runs; only the generator is seeded
+        torch.manual_seed(global_seed)
+        runs.append(impl.sample_completions(model, prompts, 8, generator=torch.Generator().manual_seed(7))[1])
+    assert torch.equal(runs[0], runs[1]), "the same generator seed must give the same samples (draw with generator=)"
+    other = impl.sample_completions(model, prompts, 8, generator=torch.Generator().manual_seed(8))[1]
+    assert not torch.equal(runs[0], other), "a different generator seed should give different samples"
+
+
 # ------------------------------------------------------------------------------------------ training
+
+class TwoAnswers(torch.nn.Module):
+    """A policy with two trainable logits: after the 5-token prompt it writes "2" or "5" with probabilities
+    softmax(w), then <eos> (every other token has logit -30)."""
+
+    def __init__(self, impl, w):
+        super().__init__()
+        self.impl, self.w = impl, torch.nn.Parameter(torch.tensor(w))
+
+    def forward(self, input_ids, **kwargs):
+        n, t = input_ids.shape
+        v, stoi = len(self.impl.VOCAB), self.impl.STOI
+        rest = torch.full((v,), -30.0).index_put((torch.tensor([self.impl.EOS_ID]),), torch.tensor([0.0]))
+        answer = torch.full((v,), -30.0).index_put((torch.tensor([stoi["2"], stoi["5"]]),), self.w)
+        rows = [answer if position == 4 else rest for position in range(t)]  # position 4 predicts the answer
+        return SimpleNamespace(logits=torch.stack(rows)[None].expand(n, t, v))
+
+
+@pytest.mark.task("grpo-train")
+@pytest.mark.parametrize("dynamic_sampling", [False, True])
+def test_grpo_step_equals_a_step_written_out_by_hand(impl, dynamic_sampling):
+    """One grpo_step (4 prompts x 4 samples, beta 0.04, two inner SGD updates) against the same step written out
+    below: rewards of each prompt's own samples, group advantages, old and reference log-probs frozen at sampling
+    time, the clipped surrogate + k3 penalty, gradients cleared between updates; with dynamic sampling only the
+    groups whose rewards differ enter the loss."""
+    problems = [(1, 1), (2, 3), (4, 1), (3, 3)]  # sums 2, 5, 5, 6: the last prompt can never be answered
+    group, lr, beta = 4, 0.5, 0.04
+    policy, ref = TwoAnswers(impl, [0.2, -0.1]), TwoAnswers(impl, [-0.5, 0.4])
+    mirror = TwoAnswers(impl, [0.2, -0.1])
+    cfg = impl.GRPOConfig(group_size=group, beta=beta, inner_steps=2, max_new_tokens=2, lr=lr,
+                          dynamic_sampling=dynamic_sampling)
+    stats = impl.grpo_step(policy, ref, torch.optim.SGD(policy.parameters(), lr=lr), problems, cfg,
+                           torch.Generator().manual_seed(0))
+
+    # the same samples (sampling has its own tests), then everything else by hand
+    prompts, completions, mask = impl.sample_completions(mirror, impl.prompt_ids(problems), group, 2,
+                                                         generator=torch.Generator().manual_seed(0))
+    rows = [p for p in problems for _ in range(group)]
+    rewards = torch.tensor([float(impl.decode(c) == str(a + b)) for (a, b), c in zip(rows, completions)])
+    grouped = rewards.view(-1, group)
+    assert 0 < grouped.std(1).count_nonzero() < len(problems), f"fixture check: mixed and uniform groups {grouped}"
+    adv = ((grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + 1e-4)).view(-1, 1)
+    if dynamic_sampling:  # keep the rows of groups with mixed rewards
+        keep = (grouped.std(1) > 0).repeat_interleave(group)
+        prompts, completions, mask, adv = prompts[keep], completions[keep], mask[keep], adv[keep]
+
+    def logps(model):  # (N*G, 2): log-prob of each completion token after its prefix
+        logits = model(input_ids=torch.cat([prompts, completions], 1)).logits[:, 4:6]
+        return torch.log_softmax(logits, -1).gather(-1, completions[..., None])[..., 0]
+
+    with torch.no_grad():
+        old, ref_lp = logps(mirror), logps(ref)
+    m = mask.float()
+    for _ in range(2):
+        logp = logps(mirror)
+        ratio, d = torch.exp(logp - old), ref_lp - logp
+        per_token = -torch.min(ratio * adv, ratio.clamp(0.8, 1.2) * adv) + beta * (torch.exp(d) - d - 1)
+        loss = ((per_token * m).sum(1) / m.sum(1)).mean()
+        (grad,) = torch.autograd.grad(loss, mirror.w)
+        with torch.no_grad():
+            mirror.w -= lr * grad
+    assert stats["reward"] == pytest.approx(rewards.mean().item()), f"mean sampled reward: {stats}"
+    assert stats["kept_groups"] == (int(grouped.std(1).count_nonzero()) if dynamic_sampling else len(problems)), \
+        f"groups used: {stats}"
+    assert stats["loss"] == pytest.approx(loss.item(), rel=1e-4, abs=1e-7), \
+        f"loss of the last inner step: expected {loss.item():.6g}, got {stats['loss']:.6g}"
+    torch.testing.assert_close(policy.w.detach(), mirror.w.detach(), atol=1e-6, rtol=1e-5,
+                               msg=f"weights after the step: expected {mirror.w.tolist()}, got {policy.w.tolist()}")
+
 
 @pytest.fixture(scope="module")
 def grpo_run(impl):
