@@ -1,4 +1,4 @@
-"""Lab 04 · pandas + scikit-learn: feature engineering without leakage.
+"""Lab 04 · pandas + scikit-learn: feature engineering without leakage, and a bounding-box annotation workflow.
 
 A table of camera events (timestamp, camera, site, a couple of measurements, a binary label) is the running
 example. The lab builds features with pandas (datetime parts, per-group aggregates), encodes a
@@ -11,7 +11,12 @@ fitted on data the model is later scored on:
 - rows from one camera are correlated, so they must not sit on both sides of a split (GroupKFold), and a
   model that will predict the future is validated on the future (TimeSeriesSplit).
 
-Run it:  python solution.py [--rows 3000] [--folds 5]
+The second half is the bounding-box annotation workflow: derived box features, cleaning, per-class and
+per-image statistics, a pivot, predictions matched to ground truth by IoU, false-positive and confusion
+reports, and a random forest on box features (custom transformer, imputers, one-hot encoding) tuned by
+RandomizedSearchCV on image-grouped stratified folds.
+
+Run it:  python solution.py [--rows 3000] [--folds 5] [--images 200] [--n-iter 10]
 Outputs: outputs/.../leakage.png
 """
 from __future__ import annotations
@@ -21,12 +26,16 @@ import argparse
 import matplotlib
 import numpy as np
 import pandas as pd
+from scipy.stats import randint
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GroupKFold, KFold, TimeSeriesSplit, cross_val_score
+from sklearn.model_selection import (GroupKFold, KFold, RandomizedSearchCV, StratifiedGroupKFold, StratifiedKFold,
+                                     TimeSeriesSplit, cross_val_score)
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import labkit
 
@@ -210,11 +219,305 @@ def time_splits(df: pd.DataFrame, time_col: str, n_splits: int = 5) -> list[tupl
     # END SOLUTION
 
 
+# ----------------------------------------------------------------------------- bounding-box annotations
+
+BOX_CLASSES = ("bicycle", "car", "person", "traffic_light")
+BOX_COLUMNS = ["xmin", "ymin", "xmax", "ymax"]
+# typical (height in px at 1080p, width / height) per class: the model will have to tell them apart by shape
+_CLASS_SHAPE = {"bicycle": (110, 1.5), "car": (150, 1.9), "person": (220, 0.42), "traffic_light": (70, 0.38)}
+_SCENE_CLASSES = {"street": (0.25, 0.3, 0.35, 0.1), "highway": (0.02, 0.85, 0.03, 0.1), "plaza": (0.3, 0.05, 0.6, 0.05)}
+
+
+def box_annotations(n_images: int = 200, seed: int = 0) -> pd.DataFrame:
+    """A seeded ground-truth table, one row per box: image_id, img_w, img_h, scene_type (str, 8% missing),
+    dataset_split ("train"/"val"), class, xmin, ymin, xmax, ymax (pixels, corners), truncated (0..1, 10% missing).
+
+    Each image has a camera distance that scales all its boxes, so boxes of one image resemble each other.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_images):
+        w, h = (1920, 1080) if rng.random() < 0.7 else (1280, 720)
+        scene = str(rng.choice(list(_SCENE_CLASSES)))
+        split = "train" if rng.random() < 0.8 else "val"
+        distance = rng.uniform(0.5, 1.6)  # one scale for the whole image
+        for _ in range(int(rng.integers(1, 9))):
+            cls = str(rng.choice(BOX_CLASSES, p=_SCENE_CLASSES[scene]))
+            height, aspect = _CLASS_SHAPE[cls]
+            bh = min(height * distance * h / 1080 * rng.lognormal(0, 0.15), h - 2)
+            bw = min(bh * aspect * rng.lognormal(0, 0.15), w - 2)
+            x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+            rows.append({"image_id": f"img{i:04d}", "img_w": w, "img_h": h, "scene_type": scene, "dataset_split": split,
+                         "class": cls, "xmin": round(x, 1), "ymin": round(y, 1), "xmax": round(x + bw, 1),
+                         "ymax": round(y + bh, 1), "truncated": round(float(rng.beta(1, 6)), 3)})
+    df = pd.DataFrame(rows)
+    df["scene_type"] = df["scene_type"].astype(object)
+    df.loc[rng.random(len(df)) < 0.08, "scene_type"] = np.nan
+    df.loc[rng.random(len(df)) < 0.10, "truncated"] = np.nan
+    return df
+
+
+def box_predictions(gt: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Seeded detector output for the images of `gt`: image_id, class, confidence, xmin, ymin, xmax, ymax.
+
+    85% of objects are found (boxes jittered by ~4% of their size); 12% of those get a confusable class
+    (person <-> bicycle, traffic_light -> person, car -> bicycle); each image adds 0-2 background false positives.
+    """
+    rng = np.random.default_rng(seed)
+    confusable = {"person": "bicycle", "bicycle": "person", "traffic_light": "person", "car": "bicycle"}
+    rows = []
+    for _, r in gt.iterrows():
+        if rng.random() >= 0.85:
+            continue
+        bw, bh = r.xmax - r.xmin, r.ymax - r.ymin
+        box = np.array([r.xmin, r.ymin, r.xmax, r.ymax]) + rng.normal(0, 0.04, 4) * [bw, bh, bw, bh]
+        wrong = rng.random() < 0.12
+        rows.append({"image_id": r.image_id, "class": confusable[r["class"]] if wrong else r["class"],
+                     "confidence": round(float(rng.uniform(0.3, 0.9) if wrong else rng.uniform(0.5, 1.0)), 3),
+                     **dict(zip(BOX_COLUMNS, np.round(box, 1)))})
+    for image_id, size in gt.groupby("image_id")[["img_w", "img_h"]].first().iterrows():
+        for _ in range(int(rng.integers(0, 3))):
+            bw, bh = rng.uniform(30, 300, 2)
+            x, y = rng.uniform(0, size.img_w - bw), rng.uniform(0, size.img_h - bh)
+            rows.append({"image_id": image_id, "class": str(rng.choice(BOX_CLASSES)),
+                         "confidence": round(float(rng.uniform(0.05, 0.95)), 3),
+                         "xmin": round(x, 1), "ymin": round(y, 1), "xmax": round(x + bw, 1), "ymax": round(y + bh, 1)})
+    return pd.DataFrame(rows)
+
+
+def add_box_features(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of df with width, height, area, aspect_ratio (w / h, h clipped below at 1e-6), cx, cy (box centre)
+    and, from img_w / img_h, cx_norm, cy_norm (centre as a fraction of the image) and norm_area (area / image area)."""
+    # BEGIN SOLUTION [box-table] One df.assign: later columns may use earlier ones through lambdas.
+    return df.assign(
+        width=df["xmax"] - df["xmin"],
+        height=df["ymax"] - df["ymin"],
+        area=lambda d: d["width"] * d["height"],
+        aspect_ratio=lambda d: d["width"] / d["height"].clip(lower=1e-6),
+        cx=(df["xmin"] + df["xmax"]) / 2,
+        cy=(df["ymin"] + df["ymax"]) / 2,
+        cx_norm=lambda d: d["cx"] / d["img_w"],
+        cy_norm=lambda d: d["cy"] / d["img_h"],
+        norm_area=lambda d: d["area"] / (d["img_w"] * d["img_h"]),
+    )
+    # END SOLUTION
+
+
+def clean_annotations(df: pd.DataFrame, min_area: float = 100.0) -> pd.DataFrame:
+    """Drop the rows an annotation tool should never have exported, keeping the original index:
+
+    - a missing (NaN) or infinite coordinate;
+    - a box leaving its image: xmin < 0, ymin < 0, xmax > img_w or ymax > img_h (touching the border is fine);
+    - a degenerate box: xmin >= xmax or ymin >= ymax;
+    - a box smaller than min_area square pixels (a box of exactly min_area stays);
+    - an exact duplicate of an earlier row (every column equal; the first copy stays).
+    """
+    # BEGIN SOLUTION [box-table] One boolean mask for the validity rules (NaN compares False), then drop_duplicates.
+    coords = df[BOX_COLUMNS]
+    finite = np.isfinite(coords.to_numpy(np.float64)).all(axis=1)
+    inside = (df["xmin"] >= 0) & (df["ymin"] >= 0) & (df["xmax"] <= df["img_w"]) & (df["ymax"] <= df["img_h"])
+    proper = (df["xmin"] < df["xmax"]) & (df["ymin"] < df["ymax"])
+    big_enough = (df["xmax"] - df["xmin"]) * (df["ymax"] - df["ymin"]) >= min_area
+    return df[finite & inside & proper & big_enough].drop_duplicates(keep="first")
+    # END SOLUTION
+
+
+def per_class_stats(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per class (boxes with features): count, images (distinct image_id), mean_area, median_aspect,
+    sorted by count, largest first (ties: class name, A to Z)."""
+    # BEGIN SOLUTION [box-table] groupby("class").agg with named aggregations; sort by (-count, class).
+    stats = df.groupby("class").agg(count=("image_id", "size"), images=("image_id", "nunique"),
+                                    mean_area=("area", "mean"), median_aspect=("aspect_ratio", "median"))
+    return stats.reset_index().sort_values(["count", "class"], ascending=[False, True]).set_index("class")
+    # END SOLUTION
+
+
+def per_image_stats(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per image_id (sorted): n_objects, n_classes (distinct), mean_area, classes (sorted list of the
+    distinct class names)."""
+    # BEGIN SOLUTION [box-table] groupby("image_id").agg, with a lambda for the sorted list of distinct classes.
+    return df.groupby("image_id").agg(n_objects=("class", "size"), n_classes=("class", "nunique"),
+                                      mean_area=("area", "mean"),
+                                      classes=("class", lambda s: sorted(set(s)))).sort_index()
+    # END SOLUTION
+
+
+def class_pivot(preds: pd.DataFrame) -> pd.DataFrame:
+    """Image x class table of the highest confidence each image has for each class, 0 where there is none
+    (rows: sorted image ids, columns: sorted classes)."""
+    # BEGIN SOLUTION [box-table] pivot_table(index, columns, values, aggfunc="max", fill_value=0).
+    return preds.pivot_table(index="image_id", columns="class", values="confidence", aggfunc="max", fill_value=0)
+    # END SOLUTION
+
+
+# ----------------------------------------------------------------------------- predictions vs ground truth
+
+def _pair_iou(a: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
+    """Row-wise IoU of two aligned frames of corner boxes."""
+    iw = (np.minimum(a["xmax"].to_numpy(), b["xmax"].to_numpy()) - np.maximum(a["xmin"].to_numpy(), b["xmin"].to_numpy())).clip(0)
+    ih = (np.minimum(a["ymax"].to_numpy(), b["ymax"].to_numpy()) - np.maximum(a["ymin"].to_numpy(), b["ymin"].to_numpy())).clip(0)
+    inter = iw * ih
+    area = lambda d: (d["xmax"] - d["xmin"]).to_numpy() * (d["ymax"] - d["ymin"]).to_numpy()  # noqa: E731
+    union = area(a) + area(b) - inter
+    return np.divide(inter, union, out=np.zeros_like(inter, dtype=np.float64), where=union > 0)
+
+
+def match_predictions(preds: pd.DataFrame, gt: pd.DataFrame, iou_threshold: float = 0.5) -> pd.DataFrame:
+    """Match each prediction to a ground-truth box of the same image, whatever the classes, so class mistakes show.
+
+    Returns a copy of preds (same index) with:
+    - iou_with_gt: the highest IoU with any ground-truth box of its image (0 if the image has none);
+    - gt_index: the matched ground-truth row's index label, or -1. Within an image, predictions are visited by
+      descending confidence (stable on ties); each takes the still-unmatched ground truth it overlaps most, if
+      that IoU >= iou_threshold;
+    - true_class: the matched box's class, or "background";
+    - outcome: "tp" (same class), "wrong_class" (matched, other class) or "fp" (unmatched: background or a
+      duplicate of an already matched object).
+    The pairs come from a merge on image_id (every prediction with every ground truth of its image).
+    """
+    # BEGIN SOLUTION [box-matching] merge on image_id; IoU per pair; max per prediction; greedy over each image's IoU matrix.
+    p = preds.reset_index(names="pred_index").assign(pred_pos=np.arange(len(preds)))
+    g = gt.reset_index(names="gt_index").assign(gt_pos=np.arange(len(gt)))[["gt_index", "gt_pos", "image_id", "class",
+                                                                          *BOX_COLUMNS]]
+    pairs = p.merge(g, on="image_id", suffixes=("", "_gt"))  # every prediction x every GT box of its image
+    gt_boxes = pairs[[f"{c}_gt" for c in BOX_COLUMNS]].set_axis(BOX_COLUMNS, axis=1)
+    pairs["iou"] = _pair_iou(pairs[BOX_COLUMNS], gt_boxes)
+    out = preds.copy()
+    out["iou_with_gt"] = pairs.groupby("pred_pos")["iou"].max().reindex(range(len(preds)), fill_value=0.0).to_numpy()
+    gt_index = np.full(len(preds), -1, dtype=object)
+    true_class = np.full(len(preds), "background", dtype=object)
+    for _, group in pairs.sort_values(["pred_pos", "gt_pos"]).groupby("image_id", sort=False):
+        pred_pos = group["pred_pos"].unique()  # table order
+        iou = group["iou"].to_numpy().reshape(len(pred_pos), -1)  # (predictions, GT boxes) of this image
+        first = group[group["pred_pos"] == pred_pos[0]]  # the GT boxes, in table order
+        taken = np.zeros(iou.shape[1], bool)
+        for i in np.argsort(-p["confidence"].to_numpy()[pred_pos], kind="stable"):
+            free = np.where(taken, -1.0, iou[i])  # a matched GT box cannot be matched again
+            j = int(np.argmax(free))
+            if free[j] >= iou_threshold:
+                taken[j] = True
+                gt_index[pred_pos[i]], true_class[pred_pos[i]] = first["gt_index"].iloc[j], first["class_gt"].iloc[j]
+    out["gt_index"] = pd.Series(gt_index, index=out.index).infer_objects()  # int labels stay int64
+    out["true_class"] = true_class
+    matched = out["gt_index"].to_numpy() != -1
+    out["outcome"] = np.where(~matched, "fp", np.where(out["true_class"] == out["class"], "tp", "wrong_class"))
+    return out
+    # END SOLUTION
+
+
+def missed_classes(preds: pd.DataFrame, gt: pd.DataFrame) -> list[str]:
+    """Classes present in the ground truth that the detector never predicted, sorted."""
+    # BEGIN SOLUTION [box-matching] A set difference of the two class columns.
+    return sorted(set(gt["class"]) - set(preds["class"]))
+    # END SOLUTION
+
+
+def false_positive_report(matched: pd.DataFrame, iou_below: float = 0.5, conf_above: float = 0.7,
+                          k: int = 20) -> pd.DataFrame:
+    """Confident detections that overlap no object well: iou_with_gt < iou_below and confidence > conf_above
+    (both strict), the k largest by area (ties keep table order). These are the first ones to look at."""
+    # BEGIN SOLUTION [box-matching] Filter with both strict comparisons; an area column; nlargest(k, "area").
+    fp = matched[(matched["iou_with_gt"] < iou_below) & (matched["confidence"] > conf_above)]
+    fp = fp.assign(area=(fp["xmax"] - fp["xmin"]) * (fp["ymax"] - fp["ymin"]))
+    return fp.nlargest(k, "area", keep="first")
+    # END SOLUTION
+
+
+def top_confused_pairs(matched: pd.DataFrame, k: int = 5) -> pd.DataFrame:
+    """The k most frequent (true_class, pred_class) pairs among "wrong_class" matches, as columns true_class,
+    pred_class, count; sorted by count, largest first, ties by true_class then pred_class (A to Z)."""
+    # BEGIN SOLUTION [box-matching] Filter, groupby the two columns, size, sort by (-count, names), head(k).
+    wrong = matched[matched["outcome"] == "wrong_class"].rename(columns={"class": "pred_class"})
+    counts = wrong.groupby(["true_class", "pred_class"]).size().reset_index(name="count")
+    counts = counts.sort_values(["count", "true_class", "pred_class"], ascending=[False, True, True])
+    return counts.head(k).reset_index(drop=True)
+    # END SOLUTION
+
+
+# ----------------------------------------------------------------------------- a box classifier
+
+BOX_NUMERIC = ["truncated"]
+BOX_CATEGORICAL = ["dataset_split", "scene_type"]
+BOX_PARAM_DIST = {  # what RandomizedSearchCV samples; names follow the pipeline's step names
+    "classifier__n_estimators": randint(20, 80),
+    "classifier__max_depth": [None, 5, 10, 20],
+    "classifier__min_samples_leaf": randint(1, 20),
+    "preprocessor__num__imputer__strategy": ["mean", "median"],
+}
+
+
+class BBoxFeatureExtractor(BaseEstimator, TransformerMixin):
+    """Stateless: (N, 4) corner boxes [xmin, ymin, xmax, ymax] -> (N, 5) features
+    [area, aspect_ratio (w / h, h clipped at 1e-6), cx / img_w, cy / img_h, area / (img_w · img_h)]."""
+
+    def __init__(self, img_w: float = 1920, img_h: float = 1080):
+        self.img_w = img_w
+        self.img_h = img_h
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        boxes = np.asarray(X, np.float64)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"expected (N, 4) boxes as xmin, ymin, xmax, ymax; got shape {boxes.shape}")
+        # BEGIN SOLUTION [box-model] Widths and heights from the corners, then the five columns stacked.
+        w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        area = w * h
+        return np.column_stack([area, w / np.clip(h, 1e-6, None), (boxes[:, 0] + boxes[:, 2]) / 2 / self.img_w,
+                                (boxes[:, 1] + boxes[:, 3]) / 2 / self.img_h, area / (self.img_w * self.img_h)])
+        # END SOLUTION
+
+
+def box_pipeline(seed: int = 42) -> Pipeline:
+    """Pipeline(preprocessor, classifier) predicting a box's class from its geometry and image metadata:
+
+    preprocessor = ColumnTransformer of
+      "box": BBoxFeatureExtractor then StandardScaler, on BOX_COLUMNS;
+      "num": SimpleImputer(median) then StandardScaler, on BOX_NUMERIC;
+      "cat": SimpleImputer(most_frequent) then OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+             on BOX_CATEGORICAL;
+    classifier = RandomForestClassifier(n_estimators=100, random_state=seed).
+    """
+    # BEGIN SOLUTION [box-model] Three small Pipelines in a ColumnTransformer named as in the docstring.
+    preprocessor = ColumnTransformer([
+        ("box", Pipeline([("features", BBoxFeatureExtractor()), ("scaler", StandardScaler())]), BOX_COLUMNS),
+        ("num", Pipeline([("imputer", SimpleImputer(strategy="median")), ("scaler", StandardScaler())]), BOX_NUMERIC),
+        ("cat", Pipeline([("imputer", SimpleImputer(strategy="most_frequent")),
+                          ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False))]), BOX_CATEGORICAL),
+    ])
+    return Pipeline([("preprocessor", preprocessor),
+                     ("classifier", RandomForestClassifier(n_estimators=100, random_state=seed))])
+    # END SOLUTION
+
+
+def image_folds(df: pd.DataFrame, n_splits: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """StratifiedGroupKFold splits of the boxes: class proportions kept per fold as far as whole images allow,
+    and every image's boxes in exactly one test fold (never in train and test at once)."""
+    # BEGIN SOLUTION [box-model] StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed).split(df, class, groups=image_id).
+    cv = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
+    return list(cv.split(df, df["class"], groups=df["image_id"]))
+    # END SOLUTION
+
+
+def tune_box_model(df: pd.DataFrame, n_iter: int = 10, n_splits: int = 3, seed: int = 0) -> RandomizedSearchCV:
+    """RandomizedSearchCV of box_pipeline() over BOX_PARAM_DIST (n_iter draws, random_state=seed), scored by
+    macro F1 on image_folds(df, n_splits, seed), n_jobs=1; refitted on all rows. X = the box, numeric and
+    categorical columns of df, y = df["class"]."""
+    # BEGIN SOLUTION [box-model] Pass the precomputed image folds as cv (a list of splits), fit on the three column groups.
+    search = RandomizedSearchCV(box_pipeline(), BOX_PARAM_DIST, n_iter=n_iter, scoring="f1_macro",
+                                cv=image_folds(df, n_splits, seed), random_state=seed, n_jobs=1)
+    return search.fit(df[BOX_COLUMNS + BOX_NUMERIC + BOX_CATEGORICAL], df["class"])
+    # END SOLUTION
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=3000)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--images", type=int, default=200, help="images in the box-annotation table")
+    ap.add_argument("--n-iter", type=int, default=10, help="random-search candidates for the box classifier")
     args = ap.parse_args(argv)
     out = labkit.output_dir(__file__)
 
@@ -253,6 +556,31 @@ def main(argv=None) -> None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     print(f"figure: {path}")
+
+    # the bounding-box annotation workflow
+    gt = box_annotations(args.images, seed=args.seed)
+    dirty = pd.concat([gt, gt.sample(5, random_state=args.seed)], ignore_index=True)  # 5 exact duplicates
+    dirty.loc[[0, 1], "xmax"] = dirty.loc[[0, 1], "xmin"]  # 2 zero-width boxes
+    dirty.loc[2, "xmin"] = -10.0  # one box leaving the image
+    gt = add_box_features(clean_annotations(dirty))
+    print(f"\nbox annotations: {len(dirty)} rows, {len(dirty) - len(gt)} dropped by cleaning, {len(gt)} boxes in "
+          f"{gt['image_id'].nunique()} images; missing: {dirty.isna().sum()[lambda s: s > 0].to_dict()}")
+    print(per_class_stats(gt).to_string(float_format=lambda v: f"{v:.2f}"))
+    print(per_image_stats(gt).head(3).to_string(float_format=lambda v: f"{v:.0f}"))
+    preds = box_predictions(gt, seed=args.seed)
+    print("highest confidence per image and class:\n" + class_pivot(preds).head(3).to_string())
+    matched = match_predictions(preds, gt)
+    print(f"{len(preds)} predictions matched to ground truth (IoU >= 0.5): {matched['outcome'].value_counts().to_dict()}; "
+          f"classes never predicted: {missed_classes(preds, gt)}")
+    print("top confused pairs:\n" + top_confused_pairs(matched).to_string(index=False))
+    fp = false_positive_report(matched, k=5)
+    print("largest confident false positives:\n"
+          + fp[["image_id", "class", "confidence", "iou_with_gt", "area"]].to_string(float_format=lambda v: f"{v:.2f}"))
+    search = tune_box_model(gt, n_iter=args.n_iter, n_splits=args.folds, seed=args.seed)
+    print(f"random forest on box features, RandomizedSearchCV ({args.n_iter} draws, {args.folds} image-grouped "
+          f"stratified folds): best macro F1 {search.best_score_:.4f} with {search.best_params_}")
+    top = pd.DataFrame(search.cv_results_).sort_values("rank_test_score")[["mean_test_score", "std_test_score"]]
+    print(top.head(3).to_string(float_format=lambda v: f"{v:.4f}"))
 
 
 if __name__ == "__main__":
