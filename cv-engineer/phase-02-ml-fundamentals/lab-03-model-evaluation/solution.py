@@ -271,8 +271,10 @@ def voc_ap(recall, precision) -> float:
 def match_detections(det_boxes, det_scores, gt_boxes, iou_threshold: float = 0.5) -> np.ndarray:
     """Mark each detection of ONE class in ONE image as TP (True) or FP (False).
 
-    Detections are visited by descending score (stable on ties); each takes the unmatched ground-truth box it
-    overlaps most if that IoU >= threshold. A second detection of an already-matched box is a duplicate: FP.
+    Pascal VOC's rule: detections are visited by descending score (stable on ties); each looks at the
+    ground-truth box it overlaps most, matched or not. If that IoU >= threshold and the box is still free, the
+    detection is a TP and takes it; if that box is already taken, the detection is a duplicate: FP (it does not
+    fall back to its second-best box; COCO's rule does, see match_detections_coco).
     Returns a bool array aligned with the input order.
     """
     det_boxes = np.asarray(det_boxes, np.float64).reshape(-1, 4)
