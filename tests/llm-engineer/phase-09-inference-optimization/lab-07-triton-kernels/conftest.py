@@ -1,0 +1,54 @@
+"""Shared setup for the Triton lab's checks.
+
+- Without CUDA the kernels must run in Triton's interpreter, and `@triton.jit` reads TRITON_INTERPRET when a
+  kernel is *defined*: set it here, before the lab's module (and so triton) is loaded.
+- Triton reads a kernel's source text (`inspect.getsourcelines`) to run or compile it. A classic mistake is an
+  edit applied to solution.py in memory only, so that text would still be the file on disk: while a mistake is
+  active, linecache serves the edited source instead, and the mistake really runs.
+- Kernel tests take the `kernels` fixture: it skips, with the lab's one-line reason, where Triton is missing.
+"""
+import linecache
+import os
+
+import pytest
+import torch
+
+from labkit import mistakes
+from labkit.labs import ROOT, lab_of_test
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+@pytest.fixture(scope="module")
+def impl(impl, request):
+    lab = lab_of_test(request.path)
+    mistake = mistakes.active(lab) if request.config.getoption("--impl") == "solution" else None
+    if mistake is None:
+        yield impl
+        return
+    path = str(ROOT / lab / "solution.py")
+    text = mistake.apply((ROOT / lab / "solution.py").read_text())
+    saved = linecache.cache.get(path)
+    linecache.cache[path] = (len(text), None, text.splitlines(keepends=True), path)  # mtime None: never re-read
+    try:
+        yield impl
+    finally:
+        if saved is None:
+            linecache.cache.pop(path, None)
+        else:
+            linecache.cache[path] = saved
+
+
+@pytest.fixture(scope="module")
+def kernels(impl):
+    """The lab module, when its kernels can run here (else the test is skipped with the reason)."""
+    if impl.TRITON_MISSING:
+        pytest.skip(impl.TRITON_MISSING)
+    return impl
+
+
+@pytest.fixture(scope="module")
+def dev(kernels):
+    """Where kernel inputs live: CPU under the interpreter, the GPU when Triton compiles."""
+    return kernels.kernel_device()
