@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import html.parser
+import http.server
 import json
 import operator
 import os
@@ -29,7 +31,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -231,6 +238,113 @@ def default_tools() -> ToolRegistry:
              {"type": "object", "properties": {"code": {"type": "string", "minLength": 1}},
               "required": ["code"], "additionalProperties": False}, python_tool),
     ])
+
+
+# ---------------------------------------------------------------- tool 4: fetch a web page (an allow-list of hosts)
+
+# Offline, the only reachable pages are served on loopback (the tests and the demo start such a server). Online,
+# widen the allow-list to the hosts the agent may read: letting a model pick any URL is server-side request
+# forgery waiting to happen (cloud metadata at 169.254.169.254, internal admin pages).
+FETCH_ALLOWED_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+TEXT_TYPES = ("application/json", "application/xhtml+xml", "application/xml")
+
+
+class FetchError(ValueError):
+    """A URL the tool refuses or cannot read; the message says why, and the registry shows it to the model."""
+
+
+class _VisibleText(html.parser.HTMLParser):
+    """The text a reader of an HTML page sees: <script> and <style> contents skipped, whitespace collapsed."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.hidden = 0  # depth inside script/style
+
+    def handle_starttag(self, tag, attrs):
+        self.hidden += tag in ("script", "style")
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style") and self.hidden:
+            self.hidden -= 1
+
+    def handle_data(self, data):
+        if not self.hidden:
+            self.parts.append(data)
+
+
+def html_to_text(page: str) -> str:
+    parser = _VisibleText()
+    parser.feed(page)
+    parser.close()
+    return " ".join(" ".join(parser.parts).split())
+
+
+def check_url(url: str, allowed_hosts=FETCH_ALLOWED_HOSTS) -> str:
+    """`url` itself when the tool may fetch it; FetchError otherwise (http or https only, host on the allow-list)."""
+    # BEGIN SOLUTION [fetch-url] urllib.parse.urlsplit; the scheme must be http/https and .hostname (lower case, no port, no user) must be on the list.
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise FetchError(f"only http and https URLs can be fetched, not {url!r}")
+    host = (parts.hostname or "").lower()
+    if host not in allowed_hosts:
+        raise FetchError(f"host {host or '(none)'!r} is not on the allow-list ({', '.join(sorted(allowed_hosts))})")
+    return url
+    # END SOLUTION
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to a URL that passes check_url: an allowed page must not bounce the agent elsewhere."""
+
+    def __init__(self, allowed_hosts):
+        self.allowed_hosts = allowed_hosts
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        # BEGIN SOLUTION [fetch-url] Check the new URL before handing over to the standard handler.
+        check_url(newurl, self.allowed_hosts)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+        # END SOLUTION
+
+
+def fetch_url(url: str, max_chars: int = 2000, timeout: float = 5.0, max_bytes: int = 200_000,
+              allowed_hosts=FETCH_ALLOWED_HOSTS) -> str:
+    """The visible text of a page (HTML stripped; JSON and plain text as they are), at most `max_chars`
+    characters; a longer page ends with ' ... [truncated]'. FetchError for a refused URL, a non-2xx answer,
+    a binary body, a timeout or a connection failure. At most `max_bytes + 1` bytes are ever read, so an endless
+    or huge response cannot exhaust memory."""
+    check_url(url, allowed_hosts)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _CheckedRedirects(allowed_hosts))
+    request = urllib.request.Request(url, headers={"User-Agent": "ai-engineer-labs-agent/1.0"})
+    # BEGIN SOLUTION [fetch-url] Open with the timeout; HTTPError / URLError / timeouts become FetchError; refuse non-text types; read(max_bytes + 1); decode with the declared charset (UTF-8 by default).
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            kind = response.headers.get_content_type()
+            if not (kind.startswith("text/") or kind in TEXT_TYPES):
+                raise FetchError(f"{url} returned {kind}, which is not text; fetch an HTML, text or JSON page")
+            body = response.read(max_bytes + 1)
+            charset = response.headers.get_content_charset() or "utf-8"
+    except urllib.error.HTTPError as err:
+        raise FetchError(f"{url} answered HTTP {err.code} ({err.reason})") from None
+    except urllib.error.URLError as err:
+        raise FetchError(f"could not fetch {url}: {err.reason}") from None
+    except TimeoutError:
+        raise FetchError(f"{url} did not answer within {timeout} s") from None
+    truncated = len(body) > max_bytes
+    text = body[:max_bytes].decode(charset, errors="replace")
+    if kind in ("text/html", "application/xhtml+xml"):
+        text = html_to_text(text)
+    if truncated or len(text) > max_chars:
+        return text[:max_chars] + " ... [truncated]"
+    return text
+    # END SOLUTION
+
+
+def fetch_tool(allowed_hosts=FETCH_ALLOWED_HOSTS) -> Tool:
+    """fetch_url as a registry tool, bound to an allow-list."""
+    return Tool("fetch_url", "Read a web page and return its text.",
+                {"type": "object", "properties": {"url": {"type": "string", "minLength": 1}},
+                 "required": ["url"], "additionalProperties": False},
+                lambda url: fetch_url(url, allowed_hosts=allowed_hosts))
 
 
 # ---------------------------------------------------------------- constrained decoding: the grammar
@@ -522,6 +636,132 @@ def run_agent(model: Callable[[list[dict]], str], registry: ToolRegistry, questi
     # END SOLUTION
 
 
+# ---------------------------------------------------------------- the same loop in OpenAI's function-calling format
+
+# The Chat Completions API (and every server that copies it: vLLM, llama.cpp, Ollama, phase 9's lab 03) carries
+# tool use in messages, not in free text:
+#   request:  tools=[{"type": "function", "function": {"name", "description", "parameters": <JSON schema>}}]
+#   reply:    {"role": "assistant", "content": null,
+#              "tool_calls": [{"id": "call_1", "type": "function",
+#                              "function": {"name": "calculator", "arguments": "{\"expression\": \"2+2\"}"}}]}
+#   results:  one {"role": "tool", "tool_call_id": "call_1", "content": "4"} per call, right after that reply.
+# `arguments` is a JSON *string* the model wrote: it can be broken, and that is the model's problem to fix.
+OPENAI_SYSTEM = "You answer questions using the tools you are given. Call tools as needed, then answer briefly."
+
+
+def openai_tools(registry: ToolRegistry) -> list[dict]:
+    """The registry's tools as the `tools=` list of a Chat Completions request."""
+    # BEGIN SOLUTION [openai-tools] One {"type": "function", "function": {name, description, parameters}} per tool, in registry order.
+    return [{"type": "function", "function": {"name": tool.name, "description": tool.description,
+                                              "parameters": tool.parameters}}
+            for tool in registry.tools.values()]
+    # END SOLUTION
+
+
+def execute_tool_calls(registry: ToolRegistry, message: dict) -> list[dict]:
+    """Run every tool call of one assistant message, in order: one tool message per call, with its id.
+
+    A call whose arguments are not a JSON object gets an error observation; the other calls still run."""
+    # BEGIN SOLUTION [openai-tools] json.loads(function.arguments) ('' counts as {}); registry.call for objects, an error string otherwise; {"role": "tool", "tool_call_id": call id, "content": ...}.
+    results = []
+    for call in message.get("tool_calls") or []:
+        name = call["function"]["name"]
+        try:
+            args = json.loads(call["function"].get("arguments") or "{}")
+        except json.JSONDecodeError as err:
+            content = f"error: the arguments for {name} are not valid JSON ({err.msg}); send one JSON object"
+        else:
+            content = registry.call(name, args) if isinstance(args, dict) else \
+                f"error: the arguments for {name} must be a JSON object, not {type(args).__name__}"
+        results.append({"role": "tool", "tool_call_id": call["id"], "content": content})
+    return results
+    # END SOLUTION
+
+
+def trim_messages(messages: list[dict], max_tokens: int, count_tokens: Callable[[str], int]) -> list[dict]:
+    """Conversation memory for a fixed context budget: the leading system message always stays, then the newest
+    turns that fit, oldest dropped first, contiguously (no gaps). An assistant message with tool_calls and the
+    tool messages answering it form one unit, kept or dropped together: a tool message whose call was trimmed
+    away is an invalid request. ValueError when even the newest unit does not fit."""
+    def cost(message: dict) -> int:  # content plus the text of any tool calls
+        calls = message.get("tool_calls") or []
+        return count_tokens(message.get("content") or "") + sum(
+            count_tokens(c["function"]["name"] + (c["function"].get("arguments") or "")) for c in calls)
+
+    # BEGIN SOLUTION [memory] Keep messages[0] if it is the system message; group an assistant-with-tool_calls message with the tool messages after it; walk the groups newest first while they fit.
+    head = messages[:1] if messages and messages[0]["role"] == "system" else []
+    units: list[list[dict]] = []
+    for message in messages[len(head):]:
+        if message["role"] == "tool" and units and units[-1][0].get("tool_calls"):
+            units[-1].append(message)
+        else:
+            units.append([message])
+    budget = max_tokens - sum(cost(m) for m in head)
+    kept: list[dict] = []
+    for unit in reversed(units):
+        need = sum(cost(m) for m in unit)
+        if need > budget:
+            if not kept:
+                raise ValueError(f"the newest turn alone needs {need} tokens but only {budget} are left after the "
+                                 "system message; raise max_tokens or shorten that turn")
+            break
+        kept[:0] = unit
+        budget -= need
+    return head + kept
+    # END SOLUTION
+
+
+def run_agent_openai(chat: Callable[[list[dict], list[dict]], dict], registry: ToolRegistry, question: str,
+                     max_steps: int = 6, max_context_tokens: int | None = None,
+                     count_tokens: Callable[[str], int] = lambda text: len(text.split())) -> AgentResult:
+    """The agent loop over the Chat Completions format. `chat(messages, tools)` returns the assistant message as
+    a dict. While it holds tool_calls, run them and append their results; the first reply without tool calls is
+    the answer. With `max_context_tokens`, the model sees only trim_messages' window of the conversation."""
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+    messages = [{"role": "system", "content": OPENAI_SYSTEM}, {"role": "user", "content": question}]
+    tools = openai_tools(registry)
+    # BEGIN SOLUTION [openai-loop] Per step: chat on the (trimmed) messages, append the reply; no tool_calls -> final answer; else append execute_tool_calls' messages.
+    for step in range(1, max_steps + 1):
+        window = messages if max_context_tokens is None else trim_messages(messages, max_context_tokens, count_tokens)
+        reply = chat(window, tools)
+        messages.append(reply)
+        if not reply.get("tool_calls"):
+            return AgentResult(reply.get("content"), step, "final_answer", messages)
+        messages.extend(execute_tool_calls(registry, reply))
+    return AgentResult(None, max_steps, "max_steps", messages)
+    # END SOLUTION
+
+
+def openai_chat(client, model: str, **options) -> Callable[[list[dict], list[dict]], dict]:
+    """A `chat` for run_agent_openai over any OpenAI-compatible endpoint, e.g.
+    openai.OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="local") for a local server."""
+    def chat(messages: list[dict], tools: list[dict]) -> dict:
+        response = client.chat.completions.create(model=model, messages=messages, tools=tools, **options)
+        return response.choices[0].message.model_dump(exclude_none=True, exclude={"refusal", "annotations"})
+    return chat
+
+
+class ScriptedChat:
+    """Replays assistant messages in order, for the OpenAI-format loop; a dict {"tool": name, "args": {...}} or a
+    list of them becomes tool_calls, a plain string becomes the final answer."""
+
+    def __init__(self, turns: list):
+        self.turns, self.calls = turns, 0
+
+    def __call__(self, messages: list[dict], tools: list[dict]) -> dict:
+        if self.calls >= len(self.turns):
+            raise RuntimeError(f"the script has only {len(self.turns)} turns")
+        turn = self.turns[self.calls]
+        self.calls += 1
+        if isinstance(turn, str):
+            return {"role": "assistant", "content": turn}
+        calls = turn if isinstance(turn, list) else [turn]
+        return {"role": "assistant", "content": None, "tool_calls": [
+            {"id": f"call_{self.calls}_{i}", "type": "function",
+             "function": {"name": c["tool"], "arguments": json.dumps(c["args"])}} for i, c in enumerate(calls)]}
+
+
 # ---------------------------------------------------------------- models: scripted and real
 
 class ScriptedModel:
@@ -621,6 +861,64 @@ def _valid(text: str) -> bool:
         return False
 
 
+HARBOUR_PAGE = b"""<html><head><title>Ostrand harbour</title><style>p {color: grey}</style>
+<script>var tracker = "not part of the text";</script></head>
+<body><h1>Ostrand harbour notices</h1><p>Visiting yachts pay a berth fee of 38 crowns per day.</p>
+<p>The fuel dock opens at 06:00.</p></body></html>"""
+
+
+@contextmanager
+def serve_pages(pages: dict[str, tuple[str, bytes]]):
+    """A loopback HTTP server for {path: (content type, body)}; yields its base URL and always shuts it down."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path not in pages:
+                self.send_error(404, "no such page")
+                return
+            kind, body = pages[self.path]
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # keep the demo output quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def openai_format_demo(registry: ToolRegistry) -> None:
+    print("\nOpenAI function calling: the calculator as a Chat Completions tool:")
+    print("  " + json.dumps(openai_tools(registry)[1]))
+    with serve_pages({"/harbour.html": ("text/html; charset=utf-8", HARBOUR_PAGE)}) as base:
+        web = ToolRegistry([*registry.tools.values(), fetch_tool()])
+        for url in [f"{base}/harbour.html", f"{base}/missing.html", "https://example.com/", "file:///etc/passwd"]:
+            print(f"  fetch_url({url!r}) -> {web.call('fetch_url', {'url': url})[:110]!r}")
+        script = ScriptedChat([{"tool": "fetch_url", "args": {"url": f"{base}/harbour.html"}},
+                               [{"tool": "calculator", "args": {"expression": "38 * 12"}},
+                                {"tool": "calculator", "args": {"expression": "38 * 12 * 1.1"}}],
+                               "A 12-day berth costs 456 crowns (501.6 with 10% tax)."])
+        result = run_agent_openai(script, web, "What does a 12-day berth in Ostrand cost, with and without 10% tax?")
+    print(f"scripted OpenAI-format agent: {result.stop_reason} after {result.steps} turns; the conversation:")
+    for message in result.messages[1:]:
+        calls = [f"{c['function']['name']}({c['function']['arguments']})" for c in message.get("tool_calls", [])]
+        text = message.get("content") or "; ".join(calls)
+        print(f"  {message['role']:9s} {message.get('tool_call_id', ''):9s} {text[:90]}")
+    words = lambda text: len(text.split())  # noqa: E731 - a stand-in tokenizer: one token per word
+    window = trim_messages(result.messages, 40, words)
+    print(f"memory: a 40-word window keeps {len(window)} of {len(result.messages)} messages "
+          f"({', '.join(m['role'] for m in window)}): the system prompt, then whole turns, newest first")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=3, help="how many tasks the real model attempts (10 = all)")
@@ -640,6 +938,7 @@ def main(argv=None):
                        ("python", {"code": "import socket; socket.create_connection(('example.com', 80))"}),
                        ("python", {"code": "while True: pass"}), ("calculator", {"expr": "1+1"})]:
         print(f"  {name}({json.dumps(call)}) -> {registry.call(name, call)[:110]!r}")
+    openai_format_demo(registry)
 
     tasks = load_tasks()
     trace = JsonlTrace(out / "trace.jsonl")
