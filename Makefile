@@ -7,10 +7,11 @@ LABKIT := $(PY) -m labkit
 LAB ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lock check-solutions test test-portability mistakes check progress run scaffold bench list status capacity design-docs quiz
+.PHONY: help setup setup-vllm lock check-solutions test test-portability mistakes check progress run scaffold bench list status capacity design-docs quiz
 
 help:
 	@echo "make setup             build .venv from requirements.lock (idempotent)"
+	@echo "make setup-vllm        build .venv-vllm, vLLM's own environment for phase 9 lab 04 (idempotent)"
 	@echo "make check-solutions   run every reference solution's checks (the main job)"
 	@echo "make test              everything CI runs: solutions, drift, inverted check, requirements, docs"
 	@echo "make test-portability  the solutions' checks under each CPU kernel set (ATEN_CPU_CAPABILITY)"
@@ -37,6 +38,21 @@ $(STAMP): requirements.lock
 	@echo "$(CURDIR)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/ai_engineer_labs.pth
 	@touch $(STAMP)
 	@echo "==> environment ready: $(VENV)"
+
+# vLLM pins its own torch and transformers, so it gets an environment of its own, built from the lab's pins.
+VLLM_VENV := .venv-vllm
+VLLM_REQS := llm-engineer/phase-09-inference-optimization/lab-04-vllm-deep-dive/requirements-vllm.txt
+VLLM_STAMP := $(VLLM_VENV)/.labkit-installed
+
+setup-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): $(VLLM_REQS)
+	@echo "==> creating $(VLLM_VENV) from $(VLLM_REQS) (about 3.5 GB; 2-5 minutes on a fresh machine)"
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	@$(VLLM_VENV)/bin/python -m pip install -qq --no-deps -r $(VLLM_REQS)
+	@$(VLLM_VENV)/bin/python -c "import vllm; print('==> vllm', vllm.__version__, 'imports')"
+	@touch $(VLLM_STAMP)
+	@echo "==> environment ready: $(VLLM_VENV)"
 
 lock:
 	@rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
