@@ -12,7 +12,7 @@ What you build:
    `group_size` input columns) as a reshape into rows that share a scale.
 4. `pack_int4` / `unpack_int4`: two 4-bit codes per byte, first one in the high nibble (bitsandbytes' order).
 5. `nf4_quantize`: a 16-level codebook (normal quantiles) on absmax blocks of 64, bitsandbytes' NF4.
-6. `rtn_int4` / `Int4Weight.dequantize`: INT4 round-to-nearest per group of 128 columns (asymmetric), the
+6. `rtn_int4` / `Int4Weight.dequantize`: INT4 round-to-nearest per group of columns (asymmetric), the
    baseline that GPTQ and AWQ improve on; torchao's int4 weight-only format is the same grid.
 7. `gptq_hessian` / `gptq_quantize`: quantize one column at a time and push its error onto the columns not yet
    quantized through the inverse Hessian H = 2XᵀX/n (via its Cholesky factor), so the layer's output moves less.
@@ -27,6 +27,7 @@ prints one table: held-out perplexity, weight memory and CPU latency per forward
 from __future__ import annotations
 
 import argparse
+import warnings
 import copy
 import math
 import statistics
@@ -388,7 +389,7 @@ def calibrate(model: nn.Module, batches: torch.Tensor, keep_rows: int = 256):
     return {name: (st["H"], torch.cat(st["rows"])) for name, st in stats.items()}
 
 
-def quantize_model(model: nn.Module, method: str, calib=None, group_size: int = 128) -> nn.Module:
+def quantize_model(model: nn.Module, method: str, calib=None, group_size: int = 64) -> nn.Module:
     """A copy of `model` with every linear layer (except the tied lm_head) replaced by a QuantLinear:
     'int8' (absmax per channel), 'rtn4', 'gptq4' or 'awq4' (INT4, groups of `group_size`)."""
     model = copy.deepcopy(model)
@@ -425,17 +426,17 @@ def bnb_model(path, kind: str):
                                                 dtype=torch.float32).eval()
 
 
-def torchao_model(model: nn.Module, kind: str) -> nn.Module:
+def torchao_model(model: nn.Module, kind: str, group_size: int = 64) -> nn.Module:
     """torchao `quantize_` on a copy: 'int8' = Int8WeightOnlyConfig (per channel, symmetric); 'int4' =
-    IntxWeightOnlyConfig int4, asymmetric, groups of 128 (the same grid as `rtn_int4`, stored unpacked in int8
-    on CPU). lm_head is left alone (it shares its weight with the embedding)."""
+    IntxWeightOnlyConfig int4, asymmetric, groups of `group_size` (the same grid as `rtn_int4`, stored unpacked
+    in int8 on CPU). lm_head is left alone (it shares its weight with the embedding)."""
     from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig, quantize_
     from torchao.quantization.granularity import PerGroup
     from torchao.quantization.quant_primitives import MappingType
 
     model = copy.deepcopy(model)
     config = Int8WeightOnlyConfig() if kind == "int8" else IntxWeightOnlyConfig(
-        weight_dtype=torch.int4, granularity=PerGroup(128), mapping_type=MappingType.ASYMMETRIC)
+        weight_dtype=torch.int4, granularity=PerGroup(group_size), mapping_type=MappingType.ASYMMETRIC)
     quantize_(model, config, filter_fn=lambda m, fqn: isinstance(m, nn.Linear) and "lm_head" not in fqn)
     return model
 
@@ -467,11 +468,13 @@ def main(argv=None):
     parser.add_argument("--calib-tokens", type=int, default=1024, help="calibration tokens (GPTQ, AWQ)")
     parser.add_argument("--eval-tokens", type=int, default=512, help="held-out tokens for perplexity")
     parser.add_argument("--window", type=int, default=256)
+    parser.add_argument("--group-size", type=int, default=64, help="INT4 group (SmolLM2's 576 = 9 x 64)")
     parser.add_argument("--latency-tokens", type=int, default=64, help="sequence length of the timed forward")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip", nargs="*", default=[], help="scheme names to leave out")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")  # bnb, once per call
     labkit.seed_everything(0)
 
     model, tokenizer = labkit.assets.smollm2()
@@ -486,18 +489,18 @@ def main(argv=None):
     calib = calibrate(model, calib_ids[: len(calib_ids) // args.window * args.window].reshape(-1, args.window))
     print(f"calibration pass: {time.perf_counter() - start:.1f} s")
 
-    path = labkit.assets.smollm2_path()
+    path, g = labkit.assets.smollm2_path(), args.group_size
     schemes = {
         "fp32": lambda: model,
         "ours int8 per-channel": lambda: quantize_model(model, "int8"),
-        "ours int4 g128 RTN": lambda: quantize_model(model, "rtn4"),
-        "ours int4 g128 GPTQ": lambda: quantize_model(model, "gptq4", calib),
-        "ours int4 g128 AWQ": lambda: quantize_model(model, "awq4", calib),
+        f"ours int4 g{g} RTN": lambda: quantize_model(model, "rtn4", group_size=g),
+        f"ours int4 g{g} GPTQ": lambda: quantize_model(model, "gptq4", calib, group_size=g),
+        f"ours int4 g{g} AWQ": lambda: quantize_model(model, "awq4", calib, group_size=g),
         "bnb LLM.int8": lambda: bnb_model(path, "int8"),
-        "bnb NF4": lambda: bnb_model(path, "nf4"),
+        "bnb NF4 (blocks of 64)": lambda: bnb_model(path, "nf4"),
         "torchao int8 weight-only": lambda: torchao_model(model, "int8"),
-        "torchao int4 g128 (asym)": lambda: torchao_model(model, "int4"),
-        "quanto qint4": lambda: quanto_model(model, "int4"),
+        f"torchao int4 g{g} (asym)": lambda: torchao_model(model, "int4", g),
+        "quanto qint4 (g128)": lambda: quanto_model(model, "int4"),
     }
     rows = []
     for name, build in tqdm(schemes.items(), desc="schemes"):

@@ -233,6 +233,8 @@ def test_nf4_equals_bitsandbytes(impl):
     codes, absmax = impl.nf4_quantize(w, blocksize=64)
     packed, state = bnbF.quantize_4bit(w, blocksize=64, quant_type="nf4")
     assert torch.allclose(absmax, state.absmax), "per-block absmax differs from bitsandbytes'"
+    bnb_codes = torch.stack((packed.flatten() >> 4, packed.flatten() & 15), dim=-1).flatten()  # high nibble first
+    assert torch.equal(codes, bnb_codes), f"{(codes != bnb_codes).sum()} codes differ from bnb's (zero block: code 7)"
     ref = bnbF.dequantize_4bit(packed, state)
     ours = impl.nf4_dequantize(codes, absmax, w.shape)
     assert torch.allclose(ours, ref, atol=1e-6), f"NF4 values differ from bnb's, max {(ours - ref).abs().max():.2e}"
@@ -247,6 +249,7 @@ def test_nf4_hand_worked_block(impl):
     assert absmax.tolist() == [2.0]
     assert codes.tolist() == [15, 0, 7, 12, 6, 9, 15, 3], f"expected [15, 0, 7, 12, 6, 9, 15, 3], got {codes.tolist()}"
     z, a = impl.nf4_quantize(torch.zeros(16), blocksize=8)
+    assert (z == 7).all(), f"an all-zero block should use code 7 (the level 0.0), got {z.tolist()}"
     assert torch.isfinite(a).all() and (impl.nf4_dequantize(z, a, (16,), 8) == 0).all(), "zero blocks give zeros"
 
 
