@@ -234,12 +234,8 @@ def selective_attention(attn, h: torch.Tensor, cos, sin, plan, layer: int) -> to
     k = attn.k_proj(h).view(1, N, attn.n_kv_head, attn.head_dim).transpose(1, 2)     # (1, Hkv, N, hd)
     v = attn.v_proj(h).view(1, N, attn.n_kv_head, attn.head_dim).transpose(1, 2)
     q, k = kvlab.apply_rope(q, cos, sin), kvlab.apply_rope(k, cos, sin)             # each token at its own position
-    outs, start = [], 0
-    for req, n in plan:
-        end = start + n
-        outs.append(_attend_one(attn, q[:, :, start:end], k[:, :, start:end], v[:, :, start:end], req.cache, layer))
-        start = end
-    y = torch.cat(outs, dim=2)                                                       # (1, H, N, hd)
+    # TODO [batched-forward]: Walk the plan: request i owns the next n columns of q, k, v; attend them with its cache; concatenate in order.
+    raise NotImplementedError('TODO [batched-forward]: Walk the plan: request i owns the next n columns of q, k, v; attend them with its cache; concatenate in order.')
     return attn.o_proj(y.transpose(1, 2).reshape(1, N, attn.n_head * attn.head_dim))
 
 
