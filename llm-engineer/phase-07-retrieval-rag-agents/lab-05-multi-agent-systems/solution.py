@@ -18,14 +18,17 @@ Run it:  python solution.py                (scripted comparison, then SmolLM2 on
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import re
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import Callable, TypedDict
 
 import torch
+from langgraph.graph import END, START, StateGraph
 from tqdm import tqdm
 
 import labkit
@@ -299,6 +302,234 @@ def run_single(task: str, model, registry, ledger: CostLedger, max_turns: int = 
         return None, "turn_limit"
 
 
+# ---------------------------------------------------------------- the same team in LangGraph
+
+# The orchestrator above is a hand-written state machine. LangGraph makes the machine explicit: a typed state, nodes
+# that return updates to it, and edges (fixed or conditional) that pick the next node. Same agents, same bus, same
+# blackboard: only the control flow moves into the framework.
+
+class TeamState(TypedDict, total=False):
+    task: str
+    plan: list[str]
+    answer: str | None
+    verdict: dict
+    feedback: str | None
+    rounds: int  # worker rounds done so far
+
+
+def worker_brief(task: str, plan: list[str], board: Blackboard, feedback: str | None) -> str:
+    """What the worker is told at the start of a round: the task, the plan, results known so far, the critique."""
+    lines = [f"Task: {task}", "Plan: " + "; ".join(plan)]
+    known = {k: v for k, v in board.snapshot().items() if k not in ("plan", "answer", "verdict")}
+    if known:
+        lines.append("Known results: " + json.dumps(known))
+    if feedback:
+        lines.append(f"Critic feedback: {feedback}")
+    return "\n".join(lines)
+
+
+def build_team_graph(planner: Agent, worker: Agent, critic: Agent, registry, bus: MessageBus, board: Blackboard,
+                     max_revisions: int = 2, worker_steps: int = 4):
+    """plan -> work -> critique as a compiled LangGraph; critique loops back to work while the critic asks for a
+    revision and rounds remain (1 + max_revisions worker rounds at most)."""
+    # BEGIN SOLUTION [langgraph-team] Three node functions that do one role's step and return a partial state; edges START -> plan -> work -> critique; a conditional edge from critique to "work" or END.
+    def plan_node(state: TeamState) -> dict:
+        bus.publish("user", planner.name, "task", state["task"])
+        plan = parse_plan(planner([{"role": "system", "content": PLANNER_SYSTEM},
+                                   {"role": "user", "content": state["task"]}]))
+        board.write("plan", plan, planner.name)
+        bus.publish(planner.name, worker.name, "plan", plan)
+        return {"plan": plan, "rounds": 0, "feedback": None}
+
+    def work_node(state: TeamState) -> dict:
+        brief = worker_brief(state["task"], state["plan"], board, state.get("feedback"))
+        result = agents.run_agent(worker, registry, brief, max_steps=worker_steps)
+        for tool, args, observation in tool_calls(result.messages):
+            board.write(f"{tool}({json.dumps(args, sort_keys=True)})", observation, worker.name)
+        board.write("answer", result.answer, worker.name)
+        bus.publish(worker.name, critic.name, "answer", result.answer)
+        return {"answer": result.answer, "rounds": state["rounds"] + 1}
+
+    def critique_node(state: TeamState) -> dict:
+        review = json.dumps({"task": state["task"], "answer": state["answer"], "blackboard": board.snapshot()})
+        verdict = parse_verdict(critic([{"role": "system", "content": CRITIC_SYSTEM},
+                                        {"role": "user", "content": review}]))
+        board.write("verdict", verdict, critic.name)
+        bus.publish(critic.name, worker.name, "verdict", verdict)
+        return {"verdict": verdict, "feedback": verdict["feedback"]}
+
+    def after_critique(state: TeamState) -> str:
+        if state["verdict"]["verdict"] == "accept" and state["answer"] is not None:
+            return END
+        return "work" if state["rounds"] <= max_revisions else END
+
+    graph = StateGraph(TeamState)
+    graph.add_node("plan", plan_node)
+    graph.add_node("work", work_node)
+    graph.add_node("critique", critique_node)
+    graph.add_edge(START, "plan")
+    graph.add_edge("plan", "work")
+    graph.add_edge("work", "critique")
+    graph.add_conditional_edges("critique", after_critique, ["work", END])
+    return graph.compile()
+    # END SOLUTION
+
+
+def run_team_langgraph(task: str, planner: Agent, worker: Agent, critic: Agent, registry, bus: MessageBus,
+                       board: Blackboard | None = None, max_revisions: int = 2, worker_steps: int = 4) -> TeamResult:
+    """run_team's contract, with LangGraph running the control flow. The bus's turn limit still ends a run;
+    LangGraph's own recursion limit (node visits) is set just above the longest legal run as a second fence."""
+    board = board or Blackboard()
+    graph = build_team_graph(planner, worker, critic, registry, bus, board, max_revisions, worker_steps)
+    answers = lambda: sum(entry.key == "answer" for entry in board.history)  # noqa: E731 - worker rounds done
+    try:
+        state = graph.invoke({"task": task}, {"recursion_limit": 2 + 2 * (max_revisions + 1)})
+    except TurnLimitReached:
+        return TeamResult(board.read("answer"), "turn_limit", bus.turns, max(answers() - 1, 0), board)
+    accepted = state["verdict"]["verdict"] == "accept" and state["answer"] is not None
+    return TeamResult(state["answer"], "accepted" if accepted else "revisions_exhausted", bus.turns,
+                      state["rounds"] - 1, board)
+
+
+# ---------------------------------------------------------------- voting (self-consistency across workers)
+
+def normalise_answer(answer: object) -> str | None:
+    """The form two answers are compared in: the first number (commas dropped, 456.0 -> '456'), else the trimmed,
+    lower-cased text; None or blank text abstains."""
+    # BEGIN SOLUTION [voting] Search NUMBER in the text without commas; float -> '%g'-style without trailing zeros; else strip().lower(); '' -> None.
+    if answer is None:
+        return None
+    text = str(answer).replace(",", "").strip()
+    found = NUMBER.search(text)
+    if found:
+        value = float(found.group())
+        return str(int(value)) if value.is_integer() else repr(round(value, 6))
+    return text.lower() or None
+    # END SOLUTION
+
+
+def majority_vote(answers: list) -> tuple[str | None, int]:
+    """(winning normalised answer, its votes). Abstentions do not count; a tie goes to the answer first given."""
+    # BEGIN SOLUTION [voting] Count normalised answers in first-seen order (a dict), skip None, take the first with the top count.
+    counts: dict[str, int] = {}
+    for answer in answers:
+        key = normalise_answer(answer)
+        if key is not None:
+            counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return None, 0
+    top = max(counts.values())
+    return next(key for key, votes in counts.items() if votes == top), top
+    # END SOLUTION
+
+
+def run_voting(task: str, workers: list[Callable], registry, worker_steps: int = 6) -> tuple[str | None, int, list]:
+    """Each worker solves the task on its own (lab 04's loop); the team answers with the majority."""
+    answers = [agents.run_agent(worker, registry, task, max_steps=worker_steps).answer for worker in workers]
+    winner, votes = majority_vote(answers)
+    return winner, votes, answers
+
+
+# ---------------------------------------------------------------- a code-review crew: writer, test writer, reviewer
+
+CREW_PROBLEMS = Path(__file__).resolve().parent / "data" / "crew_problems.jsonl"
+REPORT_TAG = "CREW-REPORT "
+# Appended after the candidate code and the tests, inside the sandbox: runs every test_* function, prints one line.
+TEST_RUNNER = f'''
+import json as _json
+_passed, _failed = [], []
+for _name, _test in list(globals().items()):
+    if _name.startswith("test_") and callable(_test):
+        try:
+            _test()
+            _passed.append(_name)
+        except Exception as _err:
+            _failed.append(f"{{_name}}: {{type(_err).__name__}}: {{_err}}"[:200])
+print("{REPORT_TAG}" + _json.dumps({{"passed": _passed, "failed": _failed}}))
+'''
+
+
+def load_crew_problems(path: Path = CREW_PROBLEMS) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def run_tests_in_sandbox(code: str, tests: str, timeout: float = 5.0) -> dict:
+    """Candidate code + test functions in lab 04's sandbox (own process, limits, no network).
+
+    {"passed": [names], "failed": ["name: error"], "error": None} when the tests ran; when the code did not even
+    load (syntax error, crash, timeout), "error" holds the sandbox's one-line reason and nothing passed."""
+    # BEGIN SOLUTION [code-crew] agents.run_python(code + tests + TEST_RUNNER); take the LAST line that starts with REPORT_TAG; no such line -> error from the result's observation().
+    result = agents.run_python("\n\n".join([code, tests, TEST_RUNNER]), timeout=timeout)
+    for line in reversed(result.stdout.splitlines()):
+        if line.startswith(REPORT_TAG):
+            report = json.loads(line[len(REPORT_TAG):])
+            return {"passed": report["passed"], "failed": report["failed"], "error": None}
+    return {"passed": [], "failed": [], "error": result.observation()}
+    # END SOLUTION
+
+
+def tests_pass(report: dict) -> bool:
+    return report["error"] is None and not report["failed"] and bool(report["passed"])
+
+
+@dataclass
+class CrewResult:
+    code: str
+    stop_reason: str  # "accepted" | "rounds_exhausted"
+    rounds: int
+    own_tests: dict  # the test writer's tests on the final code
+    held_out: dict  # the lab's shipped tests on the final code: the crew never sees them
+
+
+WRITER_SYSTEM = "You write one Python function that solves the problem. Reply with the code only."
+TEST_WRITER_SYSTEM = "You write pytest-style test functions (def test_...) for the problem. Reply with code only."
+REVIEWER_SYSTEM = ("You review code with its test results. Reply as JSON: {\"verdict\": \"accept\" or \"revise\", "
+                   "\"feedback\": \"...\"}.")
+
+
+def code_review_crew(problem: dict, writer: Callable, test_writer: Callable, reviewer: Callable,
+                     max_rounds: int = 3) -> CrewResult:
+    """The test writer writes tests once; each round the writer writes (or rewrites) the code, the code runs
+    against those tests in the sandbox, and the reviewer reads code + results. The crew stops when the reviewer
+    accepts AND its own tests pass (a reviewer cannot wave failing code through). The lab's shipped tests are
+    held out: they only score the final code."""
+    if max_rounds < 1:
+        raise ValueError(f"max_rounds must be at least 1, got {max_rounds}")
+    ask = lambda system, text: [{"role": "system", "content": system}, {"role": "user", "content": text}]  # noqa: E731
+    # BEGIN SOLUTION [code-crew] tests = test_writer(...) once; per round: code = writer(prompt + feedback), report = run_tests_in_sandbox(code, tests), verdict = parse_verdict(reviewer(JSON of problem, code, report)); accept only when tests_pass(report); the feedback of the next round names the failures.
+    tests = test_writer(ask(TEST_WRITER_SYSTEM, problem["prompt"]))
+    feedback = ""
+    for round_ in range(1, max_rounds + 1):
+        code = writer(ask(WRITER_SYSTEM, problem["prompt"] + feedback))
+        report = run_tests_in_sandbox(code, tests)
+        review = json.dumps({"problem": problem["prompt"], "code": code, "tests": report})
+        verdict = parse_verdict(reviewer(ask(REVIEWER_SYSTEM, review)))
+        if verdict["verdict"] == "accept" and tests_pass(report):
+            return CrewResult(code, "accepted", round_, report, run_tests_in_sandbox(code, problem["tests"]))
+        failures = "; ".join(report["failed"]) or report["error"] or "none"
+        feedback = f"\nReviewer: {verdict['feedback']}\nFailing tests: {failures}"
+    return CrewResult(code, "rounds_exhausted", max_rounds, report, run_tests_in_sandbox(code, problem["tests"]))
+    # END SOLUTION
+
+
+class ReportReviewer:
+    """A deterministic reviewer model: accepts exactly when the test report it is shown is clean."""
+
+    def __call__(self, messages: list[dict]) -> str:
+        report = json.loads(messages[-1]["content"])["tests"]
+        if tests_pass(report):
+            return json.dumps({"verdict": "accept", "feedback": "all tests pass"})
+        reason = report["error"] or f"{len(report['failed'])} test(s) fail"
+        return json.dumps({"verdict": "revise", "feedback": f"fix the code: {reason}"})
+
+
+def scripted_crew(problem: dict) -> dict:
+    """The crew's scripted models: the writer's first draft (buggy in two of the three problems), then a fix."""
+    return {"writer": agents.ScriptedModel([problem["draft"], problem["fixed"], problem["fixed"]]),
+            "test_writer": agents.ScriptedModel([problem["writer_tests"]]),
+            "reviewer": ReportReviewer()}
+
+
 # ---------------------------------------------------------------- scripted scenario and the comparison
 
 def hasty_worker_script(task: dict, hasty: bool) -> list[dict]:
@@ -361,6 +592,46 @@ def print_comparison(title: str, result: dict) -> None:
         print(f"    team {agent:<8} calls {row['calls']:>3}  in {row['tokens_in']:>6}  out {row['tokens_out']:>5}")
 
 
+def framework_comparison(tasks: list[dict], count_tokens, registry, max_turns: int) -> None:
+    """The hand-written orchestrator and the LangGraph one on the same scripted tasks, side by side."""
+    print("\nfrom scratch vs LangGraph, same agents and scripted models on all tasks:")
+    print(f"  {'orchestrator':<13}{'solved':>8}{'calls':>7}{'tokens in':>11}  stop reasons")
+    for name, runner in [("from scratch", run_team), ("LangGraph", run_team_langgraph)]:
+        ledger, solved, reasons = CostLedger(count_tokens), 0, defaultdict(int)
+        for task in tasks:
+            models, bus = scripted_models(task), MessageBus(max_turns)
+            team = {role: Agent(role, models[role], bus, ledger) for role in ("planner", "worker", "critic")}
+            result = runner(task["question"], team["planner"], team["worker"], team["critic"], registry, bus)
+            solved += agents.solved(result.answer, task)
+            reasons[result.stop_reason] += 1
+        total = ledger.total()
+        print(f"  {name:<13}{solved:>5}/{len(tasks):<2}{total['calls']:>7}{total['tokens_in']:>11}  {dict(reasons)}")
+    lines = {name: len(inspect.getsource(fn).splitlines()) for name, fn in
+             [("run_team", run_team), ("build_team_graph + run_team_langgraph", build_team_graph)]}
+    lines["build_team_graph + run_team_langgraph"] += len(inspect.getsource(run_team_langgraph).splitlines())
+    print("  lines of control-flow code: " + ", ".join(f"{k} {v}" for k, v in lines.items()))
+
+
+def voting_demo(task: dict, registry) -> None:
+    """Five scripted workers, two of them hasty: the majority still lands on the computed answer."""
+    workers = [agents.ScriptedModel(hasty_worker_script(task, hasty)) for hasty in (True, False, True, False, False)]
+    winner, votes, answers = run_voting(task["question"], workers, registry)
+    print(f"\nvoting on {task['id']}: answers {[a[:24] if a else a for a in answers]}")
+    print(f"  majority {winner!r} with {votes}/5 votes; solved: {agents.solved(winner, task)} (expected {task['answer']})")
+
+
+def crew_demo() -> None:
+    """The code-review crew on the shipped problems, with the writer's first draft alone as the baseline."""
+    print("\ncode-review crew (scripted writer, test writer and a reviewer that reads the sandbox's test report):")
+    print(f"  {'problem':<16}{'draft alone: held-out tests':>29}{'crew: rounds':>14}{'held-out tests':>16}")
+    for problem in load_crew_problems():
+        draft = run_tests_in_sandbox(problem["draft"], problem["tests"])
+        models = scripted_crew(problem)
+        result = code_review_crew(problem, models["writer"], models["test_writer"], models["reviewer"])
+        score = lambda r: f"{len(r['passed'])}/{len(r['passed']) + len(r['failed'])}" if r["error"] is None else "error"  # noqa: E731
+        print(f"  {problem['name']:<16}{score(draft):>29}{result.rounds:>14}{score(result.held_out):>16}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=3, help="tasks for the SmolLM2 comparison (0 skips it)")
@@ -385,6 +656,9 @@ def main(argv=None):
 
     print_comparison("scripted comparison (the worker answers too early on every other task; counts use GPT-2 BPE)",
                      compare(tasks, scripted_models, counter, registry, args.max_turns))
+    framework_comparison(tasks, counter, registry, args.max_turns)
+    voting_demo(tasks[1], registry)
+    crew_demo()
     if args.tasks <= 0:
         return
     model, tokenizer = assets.smollm2()
