@@ -126,9 +126,9 @@ def roofline(points, peak_flops, peak_bw):
     markers = {"triton": "o", "torch eager": "s", "torch.compile": "^"}
     colours = {}
     for name, label, ai, fps in points:
+        first = name not in colours  # one legend entry per kernel (colour); markers tell the implementations
         colour = colours.setdefault(name, f"C{len(colours)}")
-        ax.scatter(ai, fps, marker=markers[label], color=colour, s=36,
-                   label=f"{name} ({label})" if label == "triton" else None)
+        ax.scatter(ai, fps, marker=markers[label], color=colour, s=36, alpha=0.8, label=name if first else None)
     for label, marker in markers.items():
         ax.scatter([], [], marker=marker, color="grey", label=label)
     ax.set_xlabel("arithmetic intensity (FLOP / byte moved)")
