@@ -41,7 +41,8 @@ $(STAMP): requirements.lock
 
 # vLLM pins its own torch and transformers, so it gets an environment of its own, built from the lab's pins.
 VLLM_VENV := .venv-vllm
-VLLM_REQS := llm-engineer/phase-09-inference-optimization/lab-04-vllm-deep-dive/requirements-vllm.txt
+VLLM_LAB := llm-engineer/phase-09-inference-optimization/lab-04-vllm-deep-dive
+VLLM_REQS ?= $(VLLM_LAB)/$(if $(shell command -v nvidia-smi 2>/dev/null),requirements-vllm-gpu.txt,requirements-vllm.txt)
 VLLM_STAMP := $(VLLM_VENV)/.labkit-installed
 
 setup-vllm: $(VLLM_STAMP)
