@@ -549,6 +549,37 @@ def token_slices(tokenizer, calib_tokens: int, eval_tokens: int):
     return calib, held
 
 
+def tour(seed: int = 0) -> None:
+    """Every quantizer once on a random 256 x 512 layer with four loud input channels: weight error and the
+    layer's output error (relative RMS) on 512 calibration inputs. Runs in about a second, tasks in order."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(256, 512, generator=g) * 0.05
+    x = torch.randn(512, 512, generator=g) @ (torch.eye(512) + 0.3 * torch.randn(512, 512, generator=g) / 512 ** 0.5)
+    x[:, :4] *= 20
+    y = x @ w.T
+
+    def report(name, w_hat):
+        w_err = ((w_hat - w).pow(2).mean() / w.pow(2).mean()).sqrt().item()
+        y_err = ((x @ w_hat.T - y).pow(2).mean() / y.pow(2).mean()).sqrt().item()
+        print(f"  {name:<28} weight error {w_err:7.4f}   output error {y_err:7.4f}")
+
+    print("tour: one random 256 x 512 layer, relative RMS errors")
+    report("int8 absmax per-tensor", fake_quantize(w, "absmax", "tensor"))
+    report("int8 absmax per-channel", fake_quantize(w, "absmax", "channel"))
+    report("int8 zero-point per-channel", fake_quantize(w, "zeropoint", "channel"))
+    report("int4 absmax per-channel", fake_quantize(w, "absmax", "channel", bits=4))
+    report("int4 zero-point groups of 64", fake_quantize(w, "zeropoint", "group", bits=4, group_size=64))
+    report("nf4 blocks of 64", nf4_dequantize(*nf4_quantize(w), w.shape))
+    rtn = rtn_int4(w, 64)
+    packed = pack_int4(rtn.codes)
+    print(f"  packed int4: {rtn.codes.numel():,} codes -> {packed.numel():,} bytes, round trip exact: "
+          f"{torch.equal(unpack_int4(packed), rtn.codes)}")
+    report("int4 g64 RTN", rtn.dequantize())
+    report("int4 g64 GPTQ", gptq_quantize(w, gptq_hessian(x), 64).dequantize())
+    alpha, s, q = awq_search(w, x, 64)
+    report(f"int4 g64 AWQ (alpha {alpha:.2f})", q.dequantize() / s)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Quantize SmolLM2-135M every way and compare.")
     parser.add_argument("--calib-tokens", type=int, default=1024, help="calibration tokens (GPTQ, AWQ)")
@@ -558,10 +589,14 @@ def main(argv=None):
     parser.add_argument("--latency-tokens", type=int, default=64, help="sequence length of the timed forward")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip", nargs="*", default=[], help="scheme names to leave out")
+    parser.add_argument("--tour-only", action="store_true", help="only the one-layer tour (a second)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")  # bnb, once per call
     labkit.seed_everything(0)
+    tour()
+    if args.tour_only:
+        return
 
     model, tokenizer = labkit.assets.smollm2()
     calib_ids, held_ids = token_slices(tokenizer, args.calib_tokens, args.eval_tokens)

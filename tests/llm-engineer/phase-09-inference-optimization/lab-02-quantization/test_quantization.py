@@ -346,7 +346,7 @@ def test_gptq_equals_the_explicit_inverse_hessian_version(impl):
 
 @pytest.mark.task("gptq")
 def test_gptq_beats_round_to_nearest_on_several_seeds(impl):
-    # measured ||XW - XŴ|| GPTQ / RTN over seeds 0-4: 0.25-0.28 (default, avx2 kernels); assert < 0.6
+    # measured ||XW - XŴ|| GPTQ / RTN over seeds 0-4: 0.254-0.266 (default and avx2 kernels alike); assert < 0.6
     for seed in range(5):
         w, x = weight(64, 256, seed), correlated_inputs(512, 256, seed)
         gptq = impl.gptq_quantize(w, impl.gptq_hessian(x), group_size=128).dequantize()
@@ -404,7 +404,7 @@ def test_scaled_layer_equals_the_original_in_float(impl):
 
 @pytest.mark.task("awq")
 def test_awq_beats_rtn_with_outlier_input_channels(impl):
-    # measured output-error ratio AWQ / RTN over seeds 0-4: 0.54-0.59; assert < 0.8
+    # measured output-error ratio AWQ / RTN over seeds 0-4: 0.485-0.544 (default and avx2 alike); assert < 0.8
     for seed in range(5):
         g = torch.Generator().manual_seed(100 + seed)
         w = weight(64, 256, seed)
