@@ -17,6 +17,7 @@ With one CPU thread a step is timed by that thread's CPU time: torch runs the wh
 the calling thread, and other processes on a shared machine cannot inflate it (wall clock can, several-fold).
 
     python bench.py                  # small config, about two minutes on 2 CPU cores
+    python bench.py --preset full --rounds 2 --steps 5   # the lab's full preset: d=256, L=6, H=8, T=256, B=64
     python bench.py --peak-tflops 989 --d-model 768 --n-layer 12 --block-size 1024 --batch-size 16   # GPT-2 124M on a GPU
 """
 from __future__ import annotations
@@ -90,6 +91,8 @@ def timed(fn, device, one_thread: bool) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(lab.PRESETS), default=None,
+                        help="take d_model, n_layer, n_head, block_size and batch_size from the demo's preset")
     parser.add_argument("--vocab-size", type=int, default=65)
     parser.add_argument("--block-size", type=int, default=64)
     parser.add_argument("--n-layer", type=int, default=4)
@@ -102,6 +105,9 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=989.0,
                         help="the GPU's dense bf16 peak for MFU (H100 SXM: 989; A100: 312; H200: 989)")
     args = parser.parse_args()
+    if args.preset:
+        for name in ("d_model", "n_layer", "n_head", "block_size", "batch_size"):
+            setattr(args, name, lab.PRESETS[args.preset][name])
     device = labkit.pick_device()
     cuda = device.type == "cuda"
     if not cuda:

@@ -4,12 +4,15 @@ What this lab teaches
 - a GPT-2-shaped model (`GPTConfig`, `GPT`; `model(idx, targets)` -> (logits, loss)) with the GPT-2 init:
   N(0, 0.02) everywhere and 0.02 / sqrt(2 * n_layer) on the projections that write into the residual stream;
 - data as one long array of token ids, cut into random (x, y) windows where y is x shifted by one;
+- gradient accumulation: k micro-batches of b rows, each loss divided by k, give one batch of k·b rows' gradient;
 - AdamW with decoupled weight decay applied only to weight matrices (not biases, norms or embeddings), fused
   into one kernel on CPU and CUDA;
 - linear warmup then cosine decay of the learning rate; clipping the global gradient norm;
 - on CUDA: bf16 autocast, the flash-attention kernel behind F.scaled_dot_product_attention and, optionally,
   torch.compile;
-- sampling with temperature and top-k, and saving checkpoints atomically.
+- sampling with temperature, top-k and top-p (nucleus), and saving checkpoints atomically;
+- two presets: `small` (the CPU default, about a minute) and `full` (d_model 256, 6 layers, 8 heads, block 256,
+  batch 64: the configuration of a real TinyStories run, sized for a GPU).
 
 Offline by default: Shakespeare, written to a local text file and read back with datasets.load_dataset("text").
 With --online (and LABKIT_ONLINE=1) the corpus is TinyStories from the Hugging Face hub.
@@ -346,6 +349,43 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tens
     # END SOLUTION
 
 
+def accumulate_gradients(model: nn.Module, micro_batches: list[tuple[torch.Tensor, torch.Tensor]],
+                         amp_dtype: torch.dtype | None = None) -> float:
+    """Leave in .grad the gradient of the mean loss over all k micro-batches (each (x, y) of shape (b, T)), the
+    same gradient one batch of k·b rows would give; return that mean loss.
+    Each micro-batch loss is a mean over its b·T tokens, so the big batch's loss is (1/k)·Σ loss_i and, by
+    linearity, its gradient is Σ ∇(loss_i / k): backward on loss_i / k, k times, and .grad adds them up."""
+    if not micro_batches:
+        raise ValueError("micro_batches is empty; pass a list of k >= 1 (x, y) pairs")
+    shapes = {tuple(x.shape) for x, _ in micro_batches}
+    if len(shapes) != 1:
+        raise ValueError(f"micro-batches must share one shape (the mean of means equals the big batch's mean only "
+                         f"then), got {sorted(shapes)}")
+    # BEGIN SOLUTION [grad-accum] Clear the gradients once, before the loop; per micro-batch: forward under autocast(x.device.type, amp_dtype), backward on loss / k; return the mean of the k losses.
+    k = len(micro_batches)
+    model.zero_grad(set_to_none=True)        # once: the k backward passes must add up
+    total = 0.0
+    for x, y in micro_batches:
+        with autocast(x.device.type, amp_dtype):
+            _, loss = model(x, y)
+        (loss / k).backward()                # .grad += ∇loss_i / k
+        total += loss.item()
+    return total / k
+    # END SOLUTION
+
+
+def train_step_accumulated(model: nn.Module, optimizer: torch.optim.Optimizer,
+                           micro_batches: list[tuple[torch.Tensor, torch.Tensor]], lr: float,
+                           max_norm: float | None = 1.0, amp_dtype: torch.dtype | None = None) -> tuple[float, float]:
+    """train_step for an effective batch of k·b rows held as k micro-batches: accumulate, clip once, step once."""
+    for param_group in optimizer.param_groups:
+        param_group["lr"] = lr
+    mean_loss = accumulate_gradients(model, micro_batches, amp_dtype)
+    grad_norm = float("nan") if not max_norm else clip_grad_norm(model.parameters(), max_norm)  # once per step
+    optimizer.step()
+    return mean_loss, grad_norm
+
+
 @torch.no_grad()
 def estimate_loss(model: nn.Module, data: np.ndarray, block_size: int, batch_size: int, iters: int, device,
                   amp_dtype=None, seed: int = 1234) -> float:
@@ -363,22 +403,45 @@ def estimate_loss(model: nn.Module, data: np.ndarray, block_size: int, batch_siz
 
 # ---------------------------------------------------------------------------------------------- sampling, checkpoints
 
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Nucleus filter on logits (..., V): keep the smallest set of tokens, most likely first, whose probabilities
+    sum to at least top_p, and set every other logit to -inf. The most likely token is always kept.
+    Token i (in descending order of probability) stays iff the mass of the tokens before it is < top_p; a set
+    that reaches top_p exactly stops there. Among tied tokens the set still takes only as many as it needs."""
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}; 1.0 keeps every token")
+    # BEGIN SOLUTION [top-p] Sort descending; softmax; mass *before* each token = cumsum shifted right by one (starts at 0); drop where that mass >= top_p; scatter the mask back to vocabulary order; fill -inf.
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)           # (..., V)
+    cum = F.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+    mass_before = torch.cat([torch.zeros_like(cum[..., :1]), cum[..., :-1]], dim=-1)  # the likelier tokens
+    drop_sorted = mass_before >= top_p                                              # the set was already complete
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)           # back to vocabulary order
+    return logits.masked_fill(drop, float("-inf"))
+    # END SOLUTION
+
+
 @torch.no_grad()
 def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-             top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Append max_new_tokens sampled tokens to idx (B, T); the model sees at most its last block_size tokens."""
+             top_k: int | None = None, generator: torch.Generator | None = None,
+             top_p: float | None = None) -> torch.Tensor:
+    """Append max_new_tokens sampled tokens to idx (B, T); the model sees at most its last block_size tokens.
+    Filters in the order transformers applies them: temperature, then top-k, then top-p."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 (got {temperature}); for greedy decoding use top_k=1")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be at least 1 or None, got {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p}")
     block_size = model.config.block_size
-    # BEGIN SOLUTION [sample] Each step: crop to the last block_size tokens, take the last position's logits / temperature, keep the top_k largest (others -inf), softmax, torch.multinomial, append.
+    # BEGIN SOLUTION [sample] Each step: crop to the last block_size tokens, take the last position's logits / temperature, keep the top_k largest (others -inf), then top_p_filter when top_p is given, softmax, torch.multinomial, append.
     for _ in range(max_new_tokens):
         logits, _ = model(idx[:, -block_size:])
         logits = logits[:, -1, :].float() / temperature                        # (B, V)
         if top_k is not None:
             kth = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1).values[:, -1:]  # (B, 1)
             logits = logits.masked_fill(logits < kth, float("-inf"))
+        if top_p is not None:
+            logits = top_p_filter(logits, top_p)
         probs = F.softmax(logits, dim=-1)
         nxt = torch.multinomial(probs, num_samples=1, generator=generator)     # (B, 1)
         idx = torch.cat([idx, nxt], dim=1)
@@ -409,21 +472,37 @@ def load_checkpoint(path: Path, device="cpu") -> tuple[GPT, dict]:
 
 # ---------------------------------------------------------------------------------------------- the demo
 
+# Defaults per preset; any flag given on the command line wins. "full" is the curriculum's configuration
+# (d_model 256, 6 layers, 8 heads, lr 3e-4 with 500 warmup steps and a cosine down to 3e-5, block 256, batch 64,
+# 2000 steps = 33M training tokens): about 4.8M non-embedding parameters with characters, 17.7M with GPT-2's BPE
+# (its 50,257 x 256 embedding is 12.9M of them). Meant for a GPU: see README, Cost, for its measured CPU price.
+PRESETS = {
+    "small": dict(steps=300, batch_size=16, block_size=64, n_layer=4, n_head=4, d_model=128, lr=2e-3, warmup=30,
+                  eval_interval=100, eval_iters=10),
+    "full": dict(steps=2000, batch_size=64, block_size=256, n_layer=6, n_head=8, d_model=256, lr=3e-4, warmup=500,
+                 eval_interval=250, eval_iters=20),
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--block-size", type=int, default=64)
-    parser.add_argument("--n-layer", type=int, default=4)
-    parser.add_argument("--n-head", type=int, default=4)
-    parser.add_argument("--d-model", type=int, default=128)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="small",
+                        help="small: CPU demo, about a minute; full: d=256, L=6, H=8, T=256, B=64 (a GPU run)")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--batch-size", type=int, help="rows per micro-batch")
+    parser.add_argument("--grad-accum", type=int, default=1,
+                        help="micro-batches per optimiser step: the effective batch is batch-size x grad-accum")
+    parser.add_argument("--block-size", type=int)
+    parser.add_argument("--n-layer", type=int)
+    parser.add_argument("--n-head", type=int)
+    parser.add_argument("--d-model", type=int)
     parser.add_argument("--dropout", type=float, default=0.0)
-    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
-    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--lr", type=float, help="peak learning rate (the floor is a tenth of it)")
+    parser.add_argument("--warmup", type=int)
     parser.add_argument("--weight-decay", type=float, default=0.1)
     parser.add_argument("--grad-clip", type=float, default=1.0)
-    parser.add_argument("--eval-interval", type=int, default=100)
-    parser.add_argument("--eval-iters", type=int, default=10)
+    parser.add_argument("--eval-interval", type=int)
+    parser.add_argument("--eval-iters", type=int)
     parser.add_argument("--tokenizer", choices=("char", "gpt2"), default="char")
     parser.add_argument("--max-chars", type=int, default=1_000_000, help="characters of the corpus to use")
     parser.add_argument("--online", action="store_true", help="TinyStories from the hub (needs LABKIT_ONLINE=1)")
@@ -432,8 +511,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sample-tokens", type=int, default=300)
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--top-k", type=int, default=20)
+    parser.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling; 1.0 turns it off")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    for name, value in PRESETS[args.preset].items():  # the preset fills what the command line left out
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.grad_accum < 1:
+        parser.error(f"--grad-accum must be at least 1, got {args.grad_accum}")
+    if args.warmup >= args.steps:  # a short trial run of a long preset: warm up over the first tenth instead
+        args.warmup = args.steps // 10
 
     labkit.seed_everything(args.seed)
     device = labkit.pick_device()
@@ -449,8 +536,11 @@ def main(argv: list[str] | None = None) -> None:
     config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
                        n_head=args.n_head, d_model=args.d_model, dropout=args.dropout)
     model = GPT(config).to(device)
-    print(f"[model]  {model.num_params():,} parameters (non-embedding)  device={device.type}  "
-          f"autocast={amp}  compile={args.compile}")
+    print(f"[model]  preset {args.preset}: d={args.d_model} L={args.n_layer} H={args.n_head} T={args.block_size}, "
+          f"{model.num_params():,} parameters (non-embedding)  device={device.type}  autocast={amp}  "
+          f"compile={args.compile}")
+    print(f"[batch]  {args.batch_size} rows x {args.grad_accum} micro-batch(es) = "
+          f"{args.batch_size * args.grad_accum * args.block_size:,} tokens per step")
     optimizer = make_optimizer(model, args.lr, args.weight_decay, device_type=device.type)
     step_model = torch.compile(model) if args.compile else model
 
@@ -460,13 +550,21 @@ def main(argv: list[str] | None = None) -> None:
     gen = torch.Generator().manual_seed(args.seed)
     min_lr = args.lr / 10
     history, evals, best = [], [(0, init)], float("inf")
-    tokens_per_step = args.batch_size * args.block_size
-    start = time.perf_counter()
+    tokens_per_step = args.batch_size * args.grad_accum * args.block_size
+    start, train_seconds, train_cpu = time.perf_counter(), 0.0, 0.0
     bar = tqdm(range(args.steps), desc="train")
     for step in bar:
         lr = get_lr(step, args.warmup, args.steps, args.lr, min_lr)
-        x, y = get_batch(train_data, args.block_size, args.batch_size, device, gen)
-        loss, norm = train_step(step_model, optimizer, x, y, lr, args.grad_clip, amp)
+        tick, tick_cpu = time.perf_counter(), time.process_time()
+        if args.grad_accum == 1:
+            x, y = get_batch(train_data, args.block_size, args.batch_size, device, gen)
+            loss, norm = train_step(step_model, optimizer, x, y, lr, args.grad_clip, amp)
+        else:
+            micro = [get_batch(train_data, args.block_size, args.batch_size, device, gen)
+                     for _ in range(args.grad_accum)]
+            loss, norm = train_step_accumulated(step_model, optimizer, micro, lr, args.grad_clip, amp)
+        train_seconds += time.perf_counter() - tick
+        train_cpu += time.process_time() - tick_cpu  # CPU seconds of all threads: steadier on a shared machine
         history.append(loss)
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}", norm=f"{norm:.2f}")
         if (step + 1) % args.eval_interval == 0 or step + 1 == args.steps:
@@ -480,8 +578,11 @@ def main(argv: list[str] | None = None) -> None:
                 note = "  (best, saved ckpt.pt)"
             tqdm.write(f"[eval]   step {step + 1:4d}  train {loss:.4f}  val {val:.4f}  lr {lr:.2e}{note}")
     elapsed = time.perf_counter() - start
-    print(f"[speed]  {args.steps * tokens_per_step / elapsed:,.0f} training tokens/s "
-          f"({elapsed / args.steps * 1000:.0f} ms/step, evals included)")
+    per_step, cpu_per_step, full_steps = train_seconds / args.steps, train_cpu / args.steps, PRESETS[args.preset]["steps"]
+    print(f"[speed]  {tokens_per_step / per_step:,.0f} training tokens/s, {per_step * 1000:,.0f} ms/step wall, "
+          f"{cpu_per_step * 1000:,.0f} ms/step CPU ({torch.get_num_threads()} thread(s); training only, "
+          f"{elapsed:,.0f} s with evals); {full_steps} steps of this shape: {full_steps * per_step / 60:,.1f} min "
+          f"at this pace")
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(range(1, len(history) + 1), history, alpha=0.6, label="train (per step)")
@@ -497,9 +598,11 @@ def main(argv: list[str] | None = None) -> None:
     best_model, _ = load_checkpoint(out / "ckpt.pt", device)
     best_model.eval()
     prompt = torch.tensor([tokenizer.encode(args.prompt)], device=device)
-    sample = generate(best_model, prompt, args.sample_tokens, args.temperature, args.top_k,
-                      torch.Generator(device=device).manual_seed(args.seed))
-    print(f"[sample] temperature {args.temperature}, top-k {args.top_k}:\n{tokenizer.decode(sample[0].tolist())}")
+    for top_k, top_p in ((args.top_k, None), (None, args.top_p)):
+        sample = generate(best_model, prompt, args.sample_tokens, args.temperature, top_k,
+                          torch.Generator(device=device).manual_seed(args.seed), top_p=top_p)
+        label = f"top-k {top_k}" if top_k else f"top-p {top_p}"
+        print(f"[sample] temperature {args.temperature}, {label}:\n{tokenizer.decode(sample[0].tolist())}")
     print(f"[files]  {out / 'loss_curve.png'}\n         {out / 'ckpt.pt'}")
 
 
