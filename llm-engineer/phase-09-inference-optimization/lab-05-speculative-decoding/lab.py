@@ -319,17 +319,6 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     labkit.seed_everything(args.seed)
 
-    from labkit.assets import smollm2
-
-    target, tokenizer = smollm2()
-    draft = shallow_draft(target, args.draft_layers)
-    n_target = sum(p.numel() for p in target.parameters())
-    n_draft = sum(p.numel() for p in draft.parameters())
-    print(f"target: SmolLM2-135M-Instruct, {target.config.num_hidden_layers} layers, {n_target / 1e6:.0f}M params; "
-          f"draft: its first {args.draft_layers} layers + norm + lm_head, {n_draft / 1e6:.0f}M params")
-    prompts = [chat_ids(tokenizer, text) for text in PROMPTS[:args.prompts]]
-    eos = tokenizer.eos_token_id
-
     # the toy check first: exactness of the rule on a 4-token vocabulary, where everything can be counted
     p = torch.tensor([[0.5, 0.2, 0.2, 0.1], [0.1, 0.1, 0.4, 0.4]])
     q = torch.tensor([[0.1, 0.6, 0.2, 0.1]])
@@ -341,6 +330,18 @@ def main(argv=None):
     print(f"toy vocab: target p = {p[0].tolist()}, draft q = {q[0].tolist()}, alpha = "
           f"{float(acceptance_rate(p[0], q[0])):.2f}; first emitted token over 20,000 draws: "
           f"{[round(x, 3) for x in (counts / counts.sum()).tolist()]}")
+
+    from labkit.assets import smollm2
+
+    target, tokenizer = smollm2()
+    draft = shallow_draft(target, args.draft_layers)
+    n_target = sum(p.numel() for p in target.parameters())
+    n_draft = sum(p.numel() for p in draft.parameters())
+    print(f"target: SmolLM2-135M-Instruct, {target.config.num_hidden_layers} layers, {n_target / 1e6:.0f}M params; "
+          f"draft: its first {args.draft_layers} layers + norm + lm_head, {n_draft / 1e6:.0f}M params")
+    prompts = [chat_ids(tokenizer, text) for text in PROMPTS[:args.prompts]]
+    eos = tokenizer.eos_token_id
+
 
     start = time.perf_counter()
     baseline = [greedy_generate(target, ids, args.new_tokens, eos) for ids in tqdm(prompts, desc="plain greedy")]

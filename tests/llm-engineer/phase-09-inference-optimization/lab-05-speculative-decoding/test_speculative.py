@@ -129,6 +129,8 @@ def test_zero_drafts_sample_the_target(impl):
 
 @pytest.mark.task("accept-step")
 def test_bad_shapes_are_refused(impl):
+    m, token = impl.verify_sampled(P, Q, torch.tensor([1, 0, 0]), torch.Generator().manual_seed(0))
+    assert 0 <= m <= 3 and 0 <= token < 5
     with pytest.raises(ValueError):
         impl.verify_sampled(P[:3], Q, torch.tensor([0, 1, 2]))  # p needs k + 1 rows
     with pytest.raises(ValueError):
@@ -250,6 +252,22 @@ def test_loop_rolls_back_both_caches(impl, models, k, n):
 
 
 @pytest.mark.task("spec-loop")
+def test_sampled_perfect_draft_is_always_accepted(impl, models):
+    # draft == target: q == p at every position (up to float noise between a 1-token and a block forward), so
+    # min(1, p/q) = 1 and every iteration emits k + 1 tokens. A stale or skipped position in the draft's cache
+    # makes its q differ from the target's p and shows up here as rejections (the greedy output cannot show it:
+    # it is the target's whatever the draft proposes).
+    target, _ = models
+    gen = torch.Generator().manual_seed(0)
+    run = impl.speculative_generate(target, target, torch.tensor([[2, 9, 4]]), 40, 3, temperature=0.5, generator=gen)
+    assert run.tokens.size(1) == 43, f"expected 40 new tokens, got {run.tokens.size(1) - 3}"
+    rejected = sum(k - m for k, m in zip(run.drafted, run.accepted))
+    assert rejected == 0, f"a draft identical to the target was rejected {rejected} times (k, m per iteration: " \
+                          f"{list(zip(run.drafted, run.accepted))})"
+    assert run.drafted == [3] * 10, f"40 tokens at k = 3 are 10 iterations of 4; got k's {run.drafted}"
+
+
+@pytest.mark.task("spec-loop")
 def test_eos_stops_generation(impl, models):
     target, draft = models
     prompt = torch.tensor([[5, 6, 7]])
@@ -268,13 +286,16 @@ def small_pair():
     return target, draft
 
 
+TEMP = 0.6  # sampling temperature of the loop tests (far enough from 1 that a forgotten temperature shows)
+
+
 @pytest.fixture(scope="module")
 def sampled_runs(impl, small_pair):
     """1,500 sampled generations of 3 tokens at k=2 from one prompt, with the per-run results."""
     target, draft = small_pair
     gen = torch.Generator().manual_seed(0)
     prompt = torch.tensor([[1, 4, 2]])
-    return [impl.speculative_generate(target, draft, prompt, 3, 2, temperature=0.9, generator=gen)
+    return [impl.speculative_generate(target, draft, prompt, 3, 2, temperature=TEMP, generator=gen)
             for _ in range(1500)]
 
 
@@ -288,8 +309,8 @@ def test_sampled_loop_follows_the_target(impl, small_pair, sampled_runs):
     # exact joint law of the first two tokens by brute force (36 outcomes), and of the third given the first two
     target, _ = small_pair
     prompt = torch.tensor([[1, 4, 2]])
-    p1 = exact_target_probs(target, prompt, 0.9)
-    joint = torch.stack([p1[a] * exact_target_probs(target, torch.tensor([[1, 4, 2, a]]), 0.9) for a in range(6)])
+    p1 = exact_target_probs(target, prompt, TEMP)
+    joint = torch.stack([p1[a] * exact_target_probs(target, torch.tensor([[1, 4, 2, a]]), TEMP) for a in range(6)])
     counts = torch.zeros(6, 6)
     for run in sampled_runs:
         assert run.tokens.size(1) == 6, f"expected 3 new tokens, got {run.tokens.size(1) - 3}"
@@ -303,7 +324,7 @@ def test_sampled_loop_follows_the_target(impl, small_pair, sampled_runs):
     for run in sampled_runs:
         if run.tokens[0, 3:5].tolist() == [a, b]:
             third[run.tokens[0, 5]] += 1
-    p3 = exact_target_probs(target, torch.tensor([[1, 4, 2, a, b]]), 0.9)
+    p3 = exact_target_probs(target, torch.tensor([[1, 4, 2, a, b]]), TEMP)
     pv3 = chi_square_p_value(third, p3)
     assert pv3 > 1e-3, f"the third token after prefix {[a, b]} does not follow the target (chi-square p = {pv3:.2e})"
 
@@ -313,7 +334,7 @@ def test_measured_acceptance_matches_alpha(small_pair, sampled_runs):
     # first iteration: k = min(2, 3 - 1) = 2 drafts; d_1 is accepted with probability sum min(p, q) at the prompt
     target, draft = small_pair
     prompt = torch.tensor([[1, 4, 2]])
-    alpha = float(torch.minimum(exact_target_probs(target, prompt, 0.9), exact_target_probs(draft, prompt, 0.9)).sum())
+    alpha = float(torch.minimum(exact_target_probs(target, prompt, TEMP), exact_target_probs(draft, prompt, TEMP)).sum())
     assert all(run.drafted[0] == 2 for run in sampled_runs), "the first iteration should draft k = 2 tokens"
     rate = sum(run.accepted[0] >= 1 for run in sampled_runs) / len(sampled_runs)
     sigma = math.sqrt(alpha * (1 - alpha) / len(sampled_runs))
@@ -324,6 +345,7 @@ def test_measured_acceptance_matches_alpha(small_pair, sampled_runs):
 @pytest.mark.task("spec-loop")
 def test_bad_arguments_are_refused(impl, models):
     target, draft = models
+    assert impl.speculative_generate(target, draft, torch.tensor([[1, 2]]), 2, 2).tokens.size(1) == 4
     with pytest.raises(ValueError):
         impl.speculative_generate(target, draft, torch.tensor([[1, 2], [3, 4]]), 4, 2)
     with pytest.raises(ValueError):
