@@ -501,36 +501,23 @@ def save_curve(path: Path, sparsities: list[float], curves: dict[str, list[float
     os.replace(tmp, path)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30, help="distillation steps (batch 2 x 64 tokens)")
-    parser.add_argument("--retrain", action="store_true", help="train the student even if a checkpoint exists")
-    parser.add_argument("--eval-tokens", type=int, default=512, help="held-out tokens for perplexity")
-    parser.add_argument("--sparsities", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75])
-    args = parser.parse_args(argv)
-    labkit.seed_everything(0)
-    device = str(labkit.pick_device())
-
-    teacher, tokenizer = assets.smollm2(device=device)
-    held_out = shakespeare_ids(tokenizer, TRAIN_CHARS + 100_000, 4 * args.eval_tokens)[:args.eval_tokens]
-    base_ppl = perplexity(teacher, held_out)
-    print(f"teacher SmolLM2-135M-Instruct: {n_params(teacher) / 1e6:.1f}M params, held-out perplexity "
-          f"{base_ppl:.1f} on {held_out.numel()} Shakespeare tokens")
-
+def pruning_sweep(teacher, held_out: torch.Tensor, sparsities: list[float]):
+    """Parts 1-2 of the demo: perplexity vs sparsity (global and per-layer magnitude, 2:4) and one structured
+    pruning point, plotted to quality_vs_sparsity.png. Leaves the teacher as it was; returns the pruned copy."""
     # 1. quality vs sparsity: unstructured magnitude pruning, one threshold (global) vs per layer
     original = {k: v.clone() for k, v in teacher.state_dict().items()}
     curves = {"global magnitude": [], "per-layer magnitude": []}
-    for sparsity in tqdm(args.sparsities, desc="sparsity sweep", leave=False):
+    for sparsity in tqdm(sparsities, desc="sparsity sweep", leave=False):
         for label, scope in (("global magnitude", "global"), ("per-layer magnitude", "layer")):
             teacher.load_state_dict(original)
-            zeros, total = magnitude_prune_model(teacher, sparsity, scope)
+            magnitude_prune_model(teacher, sparsity, scope)
             curves[label].append(perplexity(teacher, held_out))
     teacher.load_state_dict(original)
     zeros, total = two_four_prune_model(teacher)
     ppl_24 = perplexity(teacher, held_out)
     teacher.load_state_dict(original)
     print("\nsparsity | global magnitude ppl | per-layer magnitude ppl")
-    for i, s in enumerate(args.sparsities):
+    for i, s in enumerate(sparsities):
         print(f"{100 * s:7.0f}% | {curves['global magnitude'][i]:20.1f} | {curves['per-layer magnitude'][i]:23.1f}")
     print(f"2:4 semi-structured ({zeros:,} of {total:,} zero = {zeros / total:.0%}): perplexity {ppl_24:.1f}")
 
@@ -542,9 +529,29 @@ def main(argv=None):
     print(f"structured (MLP 1536 -> {pruned.config.intermediate_size}, heads 9 -> "
           f"{pruned.config.num_attention_heads}): {removed:.0%} of block weights removed, perplexity {ppl_struct:.1f}")
     path = labkit.output_dir(__file__) / "quality_vs_sparsity.png"
-    save_curve(path, args.sparsities, curves, {"2:4 semi-structured": (0.5, ppl_24),
-                                                "structured (MLP 50%, heads 6/9)": (removed, ppl_struct)})
+    save_curve(path, sparsities, curves, {"2:4 semi-structured": (0.5, ppl_24),
+                                          "structured (MLP 50%, heads 6/9)": (removed, ppl_struct)})
     print(f"plot: {path}")
+    return pruned
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30, help="distillation steps (batch 2 x 64 tokens)")
+    parser.add_argument("--retrain", action="store_true", help="train the student even if a checkpoint exists")
+    parser.add_argument("--eval-tokens", type=int, default=512, help="held-out tokens for perplexity")
+    parser.add_argument("--sparsities", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75])
+    parser.add_argument("--skip-sweep", action="store_true", help="skip the pruning sweep and the structured point")
+    args = parser.parse_args(argv)
+    labkit.seed_everything(0)
+    device = str(labkit.pick_device())
+
+    teacher, tokenizer = assets.smollm2(device=device)
+    held_out = shakespeare_ids(tokenizer, TRAIN_CHARS + 100_000, 4 * args.eval_tokens)[:args.eval_tokens]
+    base_ppl = perplexity(teacher, held_out)
+    print(f"teacher SmolLM2-135M-Instruct: {n_params(teacher) / 1e6:.1f}M params, held-out perplexity "
+          f"{base_ppl:.1f} on {held_out.numel()} Shakespeare tokens")
+    pruned = None if args.skip_sweep else pruning_sweep(teacher, held_out, args.sparsities)
 
     # 3. distillation: an 11-block student trained on the teacher's logits
     cached = (student_dir() / "distill.json").exists() and not args.retrain
@@ -558,7 +565,7 @@ def main(argv=None):
             (f"student, distilled ({len(meta['layers'])} blocks)", student),
             ("teacher, structured-pruned", pruned)]
     print(f"\n{'model':34s} | {'params':>8s} | {'perplexity':>10s} | {'tokens/s':>8s}")
-    for name, model in tqdm(rows, desc="table", leave=False):
+    for name, model in tqdm([row for row in rows if row[1] is not None], desc="table", leave=False):
         ppl = base_ppl if model is teacher else perplexity(model, held_out)
         print(f"{name:34s} | {n_params(model) / 1e6:7.1f}M | {ppl:10.1f} | {tokens_per_second(model, prompt):8.1f}")
     text = tokenizer.decode(student.generate(prompt, max_new_tokens=24, do_sample=False, pad_token_id=0)[0])

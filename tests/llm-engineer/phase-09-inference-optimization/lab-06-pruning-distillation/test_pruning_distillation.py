@@ -108,6 +108,8 @@ def test_zero_counts_are_exact(impl):
     assert impl.count_zeros([a, b, c]) == (23, 33), f"expected (23 zeros, 33 elements), got {impl.count_zeros([a, b, c])}"
     zeros, total = impl.count_zeros([a])
     assert (zeros, total) == (3, 6) and isinstance(zeros, int) and isinstance(total, int)
+    tiny = torch.tensor([1e-4, -1e-7, 0.0, 1e-30])
+    assert impl.count_zeros([tiny]) == (1, 4), "only exact zeros count: tiny non-zero weights are not pruned"
     model = tiny_llama()
     zeros, total = impl.magnitude_prune_model(model, 0.3, "global")
     n = sum(m.weight.numel() for m in model.model.layers.modules() if isinstance(m, nn.Linear))
