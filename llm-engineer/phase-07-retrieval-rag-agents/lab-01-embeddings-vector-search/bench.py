@@ -1,4 +1,6 @@
-"""IVF vs exact search (recall@10 and latency per query), and Qdrant's query latency, side by side in one run.
+"""Our IVF, faiss (IndexFlatIP, IndexIVFFlat over nprobe, IndexHNSWFlat over efSearch) and exact search:
+recall@10 against exact search and latency per query, side by side in one run, plus Qdrant's query latency.
+The recall/latency curves are drawn on one plot (outputs/.../bench_recall_vs_latency.png).
 
 The corpus is clustered synthetic unit vectors in 384 dimensions (MiniLM's width), large enough for an index to
 matter; queries are held-out points from the same clusters. Latency is the median over single queries on one
@@ -24,6 +26,8 @@ def main(argv=None):
     parser.add_argument("--n-lists", type=int, default=128)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--qdrant-n", type=int, default=10000)
+    parser.add_argument("--m", type=int, default=32, help="HNSW links per node")
+    parser.add_argument("--ef-construction", type=int, default=200, help="HNSW build-time candidate list")
     args = parser.parse_args(argv)
     k = 10
 
@@ -45,12 +49,43 @@ def main(argv=None):
     print("|---|---:|---:|---:|")
     print(f"| exact, one query at a time | 1.000 | {exact_ms:.3f} | 1.0x |")
     print(f"| exact, all queries in one matmul (amortised) | 1.000 | {batched_ms:.3f} | {exact_ms / batched_ms:.1f}x |")
-    for nprobe in [p for p in (1, 2, 4, 8, 16, 32, 64, 128) if p <= args.n_lists]:
+    nprobes = [p for p in (1, 2, 4, 8, 16, 32, 64, 128) if p <= args.n_lists]
+    ours = []
+    for nprobe in nprobes:
         found = index.search(queries, k, nprobe)[1]
         recall = float(np.mean([lab.recall_at_k(f, t, k) for f, t in zip(found, truth)]))
         ms = lab.time_per_query(lambda q: index.search(q, k, nprobe), queries)
-        print(f"| IVF nprobe={nprobe} ({nprobe / args.n_lists:.0%} of lists) | {recall:.3f} | {ms:.3f} | "
+        ours.append({"nprobe": nprobe, "recall": recall, "ms": ms})
+        print(f"| our IVF nprobe={nprobe} ({nprobe / args.n_lists:.0%} of lists) | {recall:.3f} | {ms:.3f} | "
               f"{exact_ms / ms:.1f}x |")
+
+    flat = lab.faiss_flat(corpus)
+    flat_ids = lab.faiss_search(flat, queries, k)[1]
+    flat_ms = lab.time_per_query(lambda q: lab.faiss_search(flat, q, k), queries)
+    print(f"| faiss IndexFlatIP (ids equal to exact: {np.mean(flat_ids == truth):.0%}) | "
+          f"{np.mean([lab.recall_at_k(f, t, k) for f, t in zip(flat_ids, truth)]):.3f} | {flat_ms:.3f} | "
+          f"{exact_ms / flat_ms:.1f}x |")
+    start = time.perf_counter()
+    ivf = lab.faiss_ivf(corpus, args.n_lists)
+    ivf_build = time.perf_counter() - start
+    ivf_rows = lab.faiss_curve(ivf, queries, truth, k, "nprobe", nprobes)
+    for r in ivf_rows:
+        print(f"| faiss IVFFlat nprobe={r['nprobe']} | {r['recall']:.3f} | {r['ms']:.3f} | "
+              f"{exact_ms / r['ms']:.1f}x |")
+    start = time.perf_counter()
+    hnsw = lab.faiss_hnsw(corpus, m=args.m, ef_construction=args.ef_construction)
+    hnsw_build = time.perf_counter() - start
+    hnsw_rows = lab.faiss_curve(hnsw, queries, truth, k, "ef_search", [10, 16, 32, 64, 128, 256, 512])
+    for r in hnsw_rows:
+        print(f"| faiss HNSWFlat efSearch={r['ef_search']} | {r['recall']:.3f} | {r['ms']:.3f} | "
+              f"{exact_ms / r['ms']:.1f}x |")
+    print(f"builds: our IVF {build:.1f} s, faiss IVFFlat {ivf_build:.1f} s, faiss HNSWFlat "
+          f"(m={args.m}, efConstruction={args.ef_construction}) {hnsw_build:.1f} s")
+    plot = labkit.output_dir(__file__) / "bench_recall_vs_latency.png"
+    lab.plot_curves({"our IVF": ("nprobe", ours), "faiss IVFFlat": ("nprobe", ivf_rows),
+                     "faiss HNSWFlat": ("ef_search", hnsw_rows)}, exact_ms, plot,
+                    f"{args.n} x 384 vectors; IVF with {args.n_lists} lists")
+    print(f"plot: {plot}")
 
     small = corpus[:args.qdrant_n]
     client = lab.qdrant_client()

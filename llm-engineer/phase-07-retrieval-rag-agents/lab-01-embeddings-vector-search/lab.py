@@ -12,6 +12,11 @@ largest cosine similarity with the query's vector. What you build:
    against human relevance labels.
 6. `qdrant_*`: the same corpus in Qdrant (in-process by default, a server when QDRANT_URL is set), with the
    HNSW parameters a production index is tuned by.
+7. `faiss_*`: the library most vector stores build on: `IndexFlatIP` (exact, must equal `exact_search`),
+   `IndexHNSWFlat` (a graph index, tuned at query time by efSearch) and `IndexIVFFlat` (faiss's IVF, tuned by
+   nprobe), all with inner-product scores, on the same recall/latency plot as your IVF.
+8. `LSAEmbedder`: TF-IDF and a truncated SVD (latent semantic analysis), a classical second embedder to compare
+   with MiniLM on the labelled queries (MiniLM is the only neural embedder shipped for offline use).
 
 Shapes: a corpus is D (N, d) float32 with unit rows; queries are Q (q, d); search returns (scores, ids), both
 (q, k), best first.
@@ -245,6 +250,97 @@ def qdrant_search(client, name: str, queries: np.ndarray, k: int = 10, ef: int =
     raise NotImplementedError('TODO [qdrant]: One query_points call per query with SearchParams(hnsw_ef=ef); read .points (id, score).')
 
 
+# ---------------------------------------------------------------------------------------------- FAISS
+
+def _as_faiss_input(x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(np.atleast_2d(x), dtype=np.float32)  # faiss takes C-contiguous float32 only
+    if x.ndim != 2:
+        raise ValueError(f"faiss indexes take (N, d) vectors, got shape {x.shape}")
+    return x
+
+
+def faiss_flat(corpus: np.ndarray):
+    """faiss.IndexFlatIP holding the corpus: exact inner-product search (cosine on unit rows)."""
+    import faiss
+
+    corpus = _as_faiss_input(corpus)
+    # TODO [faiss]: IndexFlatIP(d), then add the corpus (row i gets id i).
+    raise NotImplementedError('TODO [faiss]: IndexFlatIP(d), then add the corpus (row i gets id i).')
+
+
+def faiss_hnsw(corpus: np.ndarray, m: int = 32, ef_construction: int = 200):
+    """faiss.IndexHNSWFlat with m links per node, built with an ef_construction candidate list, scoring by
+    inner product (faiss's default metric here is L2)."""
+    import faiss
+
+    corpus = _as_faiss_input(corpus)
+    # TODO [faiss]: IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT); set hnsw.efConstruction before adding.
+    raise NotImplementedError('TODO [faiss]: IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT); set hnsw.efConstruction before adding.')
+
+
+def faiss_ivf(corpus: np.ndarray, n_lists: int, seed: int = 0):
+    """faiss.IndexIVFFlat: an IndexFlatIP coarse quantizer over n_lists k-means cells, inner-product scores,
+    trained on the corpus itself, then filled with it."""
+    import faiss
+
+    corpus = _as_faiss_input(corpus)
+    if not 1 <= n_lists <= len(corpus):
+        raise ValueError(f"n_lists must be between 1 and the corpus size {len(corpus)}, got {n_lists}")
+    # TODO [faiss]: quantizer = IndexFlatIP(d); IndexIVFFlat(quantizer, d, n_lists, METRIC_INNER_PRODUCT); cp.seed = seed; train, then add.
+    raise NotImplementedError('TODO [faiss]: quantizer = IndexFlatIP(d); IndexIVFFlat(quantizer, d, n_lists, METRIC_INNER_PRODUCT); cp.seed = seed; train, then add.')
+
+
+def faiss_search(index, queries: np.ndarray, k: int = 10, ef_search: int | None = None,
+                 nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, ids), each (q, k), best first, from any of the indexes above; ef_search sets an HNSW index's
+    efSearch, nprobe an IVF index's nprobe (the recall/latency dials). Missing results are -1 ids."""
+    queries = _as_faiss_input(queries)
+    if queries.shape[1] != index.d:
+        raise ValueError(f"queries have {queries.shape[1]} dimensions, the index {index.d}")
+    if not 1 <= k <= index.ntotal:
+        raise ValueError(f"k must be between 1 and the index size {index.ntotal}, got {k}")
+    # TODO [faiss]: Set index.hnsw.efSearch (when ef_search is given) and index.nprobe (when nprobe is given), then index.search(queries, k) returns (scores, ids).
+    raise NotImplementedError('TODO [faiss]: Set index.hnsw.efSearch (when ef_search is given) and index.nprobe (when nprobe is given), then index.search(queries, k) returns (scores, ids).')
+
+
+# ---------------------------------------------------------------------------------------------- a second embedder
+
+class LSAEmbedder:
+    """Latent semantic analysis: TF-IDF vectors of the texts, projected onto the top `dim` right singular
+    vectors of the corpus's TF-IDF matrix, then unit-normalised. No neural network: words count, synonyms only
+    meet through the words they co-occur with.
+
+    TF-IDF (scikit-learn's defaults): tf = raw count, idf(t) = ln((1 + n) / (1 + df(t))) + 1, each row then
+    scaled to unit length. LSA: X = U S V^T (SVD of the n x V corpus matrix); a text's vector is x V_dim."""
+
+    def __init__(self, dim: int = 100):
+        if dim < 1:
+            raise ValueError(f"LSAEmbedder: dim must be >= 1, got {dim}")
+        self.dim = dim
+
+    def fit(self, texts: list[str]) -> "LSAEmbedder":
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        self.counter = CountVectorizer()                     # tokenisation and vocabulary only
+        counts = self.counter.fit_transform(texts).toarray().astype(np.float64)   # (n, V)
+        if self.dim > min(counts.shape):
+            raise ValueError(f"LSAEmbedder: dim={self.dim} exceeds min(documents, vocabulary) = {min(counts.shape)}")
+        # TODO [lsa]: idf from the document frequencies (smoothed, + 1); the corpus TF-IDF rows; SVD; keep the first dim rows of V^T as components (dim, V).
+        raise NotImplementedError('TODO [lsa]: idf from the document frequencies (smoothed, + 1); the corpus TF-IDF rows; SVD; keep the first dim rows of V^T as components (dim, V).')
+        return self
+
+    def tfidf(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), V) float64 TF-IDF rows of unit length; words outside the fitted vocabulary are ignored."""
+        counts = self.counter.transform(texts).toarray().astype(np.float64)
+        # TODO [lsa]: Weight the counts by idf, then scale every row to unit length.
+        raise NotImplementedError('TODO [lsa]: Weight the counts by idf, then scale every row to unit length.')
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), dim) float32 unit vectors, comparable with each other by dot product."""
+        # TODO [lsa]: Project the TF-IDF rows onto the components, then unit-normalise.
+        raise NotImplementedError('TODO [lsa]: Project the TF-IDF rows onto the components, then unit-normalise.')
+
+
 # ---------------------------------------------------------------------------------------------- demo
 
 def clustered_vectors(n: int, dim: int, n_centers: int, spread: float = 2.5, seed: int = 0) -> np.ndarray:
@@ -282,21 +378,36 @@ def recall_curve(index: IVFIndex, queries: np.ndarray, corpus: np.ndarray, k: in
     return rows
 
 
-def plot_curve(rows: list[dict], path: Path, title: str) -> None:
+def faiss_curve(index, queries: np.ndarray, truth: np.ndarray, k: int, knob: str, values: list[int]) -> list[dict]:
+    """recall@k against exact ids `truth` and ms/query of a faiss index over a sweep of one knob
+    ("ef_search" for HNSW, "nprobe" for IVF)."""
+    rows = []
+    for value in tqdm(values, desc=f"faiss {knob} sweep", unit="setting"):
+        found = faiss_search(index, queries, k, **{knob: value})[1]
+        recall = float(np.mean([recall_at_k(f, t, k) for f, t in zip(found, truth)]))
+        rows.append({knob: value, "recall": recall,
+                     "ms": time_per_query(lambda q: faiss_search(index, q, k, **{knob: value}), queries)})
+    return rows
+
+
+def plot_curves(curves: dict[str, tuple[str, list[dict]]], exact_ms: float, path: Path, title: str) -> None:
+    """One recall-vs-latency line per index: curves = {label: (knob name, rows)}; each point is labelled with its
+    knob value; a dashed line marks exact search's latency."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ivf = [r for r in rows if r["nprobe"] != "exact"]
-    exact = next(r for r in rows if r["nprobe"] == "exact")
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r["ms"] for r in ivf], [r["recall"] for r in ivf], "o-", label="IVF (label = nprobe)")
-    for r in ivf:
-        ax.annotate(str(r["nprobe"]), (r["ms"], r["recall"]), textcoords="offset points", xytext=(4, -10))
-    ax.axvline(exact["ms"], color="gray", ls="--", label=f"exact: {exact['ms']:.2f} ms/query")
-    ax.set(xlabel="ms per query (median, one query at a time)", ylabel="recall@10 vs exact", title=title)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (label, (knob, rows)), marker in zip(curves.items(), "os^v"):
+        ax.plot([r["ms"] for r in rows], [r["recall"] for r in rows], marker + "-", label=f"{label} ({knob})")
+        for r in rows:
+            ax.annotate(str(r[knob]), (r["ms"], r["recall"]), textcoords="offset points", xytext=(4, -10),
+                        fontsize=7)
+    ax.axvline(exact_ms, color="gray", ls="--", label=f"exact: {exact_ms:.2f} ms/query")
+    ax.set(xscale="log", xlabel="ms per query (median, one query at a time, log scale)",
+           ylabel="recall@10 vs exact", title=title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=120)
@@ -312,6 +423,7 @@ def main(argv=None):
     parser.add_argument("--n-lists", type=int, default=64, help="IVF cells for the curve")
     parser.add_argument("--n-queries", type=int, default=100, help="queries for the curve")
     parser.add_argument("--qdrant-url", default=None, help="Qdrant server (default: $QDRANT_URL, else in-memory)")
+    parser.add_argument("--lsa-dim", type=int, default=100, help="dimensions of the TF-IDF + LSA embedder")
     args = parser.parse_args(argv)
     out = labkit.output_dir(__file__)
 
@@ -333,6 +445,20 @@ def main(argv=None):
     exact_quality = evaluate([[doc_ids[i] for i in r] for r in rows], queries, args.k)
     print(f"\nexact search on MiniLM: nDCG@{args.k} = {exact_quality[f'ndcg@{args.k}']:.3f}, "
           f"recall@{args.k} = {exact_quality[f'recall@{args.k}']:.3f}")
+
+    lsa = LSAEmbedder(dim=args.lsa_dim).fit([d["text"] for d in docs])
+    lsa_rows = exact_search(lsa.encode([q["text"] for q in queries]), lsa.encode([d["text"] for d in docs]), args.k)[1]
+    lsa_quality = evaluate([[doc_ids[i] for i in r] for r in lsa_rows], queries, args.k)
+    print(f"exact search on TF-IDF + LSA ({args.lsa_dim} dims, scikit-learn's TF-IDF weighting): "
+          f"nDCG@{args.k} = {lsa_quality[f'ndcg@{args.k}']:.3f}, recall@{args.k} = {lsa_quality[f'recall@{args.k}']:.3f}")
+    tfidf_rows = exact_search(lsa.tfidf([q["text"] for q in queries]), lsa.tfidf([d["text"] for d in docs]), args.k)[1]
+    tfidf_quality = evaluate([[doc_ids[i] for i in r] for r in tfidf_rows], queries, args.k)
+    print(f"exact search on plain TF-IDF ({lsa.idf.size} words, no SVD): nDCG@{args.k} = "
+          f"{tfidf_quality[f'ndcg@{args.k}']:.3f}, recall@{args.k} = {tfidf_quality[f'recall@{args.k}']:.3f}")
+
+    flat_scores, flat_rows = faiss_search(faiss_flat(doc_vecs), query_vecs, args.k)
+    print(f"faiss IndexFlatIP: {np.mean(flat_rows == rows):.0%} of top-{args.k} ids equal exact search, "
+          f"max score gap {np.abs(flat_scores - scores).max():.1e}")
 
     small = IVFIndex(doc_vecs, n_lists=10, seed=0)
     for nprobe in (1, 3, 10):
@@ -358,8 +484,20 @@ def main(argv=None):
     curve = recall_curve(index, probe, corpus, args.k, sorted(set(nprobes)))
     for r in curve:
         print(f"  nprobe {r['nprobe']!s:>5}: recall@{args.k} {r['recall']:.3f}  {r['ms']:.3f} ms/query")
+    exact_row, ours = curve[0], curve[1:]
+    truth = exact_search(probe, corpus, args.k)[1]
+    start = time.perf_counter()
+    hnsw = faiss_hnsw(corpus, m=32, ef_construction=200)
+    print(f"faiss HNSW build (m=32, efConstruction=200): {time.perf_counter() - start:.1f} s")
+    hnsw_rows = faiss_curve(hnsw, probe, truth, args.k, "ef_search", [10, 16, 32, 64, 128, 256])
+    ivf_rows = faiss_curve(faiss_ivf(corpus, args.n_lists), probe, truth, args.k, "nprobe", sorted(set(nprobes)))
+    for label, knob, rows_ in (("faiss HNSW", "ef_search", hnsw_rows), ("faiss IVF", "nprobe", ivf_rows)):
+        for r in rows_:
+            print(f"  {label} {knob} {r[knob]:>4}: recall@{args.k} {r['recall']:.3f}  {r['ms']:.3f} ms/query")
     plot = out / "recall_vs_latency.png"
-    plot_curve(curve, plot, f"IVF on {args.ann_size} vectors, {args.n_lists} lists")
+    plot_curves({"our IVF": ("nprobe", ours), "faiss IVFFlat": ("nprobe", ivf_rows),
+                 "faiss HNSWFlat": ("ef_search", hnsw_rows)}, exact_row["ms"], plot,
+                f"{args.ann_size} vectors, 384-d; IVF with {args.n_lists} lists")
     print(f"plot: {plot.relative_to(labkit.ROOT)}")
 
 
