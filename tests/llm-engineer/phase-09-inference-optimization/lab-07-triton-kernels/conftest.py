@@ -1,10 +1,11 @@
 """Shared setup for the Triton lab's checks.
 
 - Without CUDA the kernels must run in Triton's interpreter, and `@triton.jit` reads TRITON_INTERPRET when a
-  kernel is *defined*: set it here, before the lab's module (and so triton) is loaded. Triton's own helper
-  kernels (tl.sum, tl.max, ...) are defined when triton.language is imported, so if another library in this
-  pytest process imported triton first (bitsandbytes, peft, torchao and torch._inductor all do), that copy is
-  dropped from sys.modules (its compiled extension kept) and the lab imports triton afresh in interpreter mode.
+  kernel is *defined*: a module-scoped autouse fixture sets it before the lab's module (and so triton) is
+  loaded, and restores the variable after, so other labs' tests in the same run never see it. Triton's own
+  helper kernels (tl.sum, tl.max, ...) are defined when triton.language is imported, so if another library in
+  this pytest process imported triton first (bitsandbytes, peft, torchao and torch._inductor all do), that copy
+  is dropped from sys.modules (its compiled extension kept) and the lab imports triton afresh in interpreter mode.
 - Triton reads a kernel's source text (`inspect.getsourcelines`) to run or compile it. A classic mistake is an
   edit applied to solution.py in memory only, so that text would still be the file on disk: while a mistake is
   active, linecache serves the edited source instead, and the mistake really runs.
@@ -22,21 +23,33 @@ import torch
 from labkit import mistakes
 from labkit.labs import ROOT, lab_of_test
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
 
 def _triton_imported_without_the_interpreter() -> bool:
     lang = sys.modules.get("triton.language")
-    if lang is None or os.environ.get("TRITON_INTERPRET") != "1":
+    if lang is None:
         return False
     from triton.runtime.interpreter import InterpretedFunction
     return not isinstance(lang.max, InterpretedFunction)
 
 
-if _triton_imported_without_the_interpreter():
-    for name in [n for n in sys.modules if n.split(".")[0] == "triton" and not n.startswith("triton._C")]:
-        del sys.modules[name]
+@pytest.fixture(scope="module", autouse=True)
+def triton_interpreter():
+    """TRITON_INTERPRET=1 for this module's tests when there is no GPU (autouse: set up before `impl`)."""
+    if torch.cuda.is_available():
+        yield
+        return
+    before = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    if _triton_imported_without_the_interpreter():
+        for name in [n for n in sys.modules if n.split(".")[0] == "triton" and not n.startswith("triton._C")]:
+            del sys.modules[name]
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TRITON_INTERPRET", None)
+        else:
+            os.environ["TRITON_INTERPRET"] = before
 
 
 @pytest.hookimpl(wrapper=True)
