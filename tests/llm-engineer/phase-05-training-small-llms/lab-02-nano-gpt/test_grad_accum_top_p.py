@@ -211,3 +211,13 @@ def test_generate_applies_top_p_after_temperature_and_top_k(impl, temperature, t
     freq = torch.bincount(out[:, 1], minlength=4).double() / 20_000
     gap = (freq - torch.tensor(expected, dtype=torch.double)).abs().max().item()
     assert gap < 0.015, f"sampled frequencies {freq.tolist()} should match {expected} (max gap {gap:.3f})"
+
+
+def test_full_preset_is_the_documented_configuration(impl):
+    full = impl.PRESETS["full"]
+    shape = tuple(full[name] for name in ("d_model", "n_layer", "n_head", "block_size", "batch_size"))
+    assert shape == (256, 6, 8, 256, 64)
+    model = impl.GPT(impl.GPTConfig(vocab_size=68, block_size=256, n_layer=6, n_head=8, d_model=256))
+    assert model.num_params() == 4_756_480, "the README's parameter count for the full preset on characters"
+    # 12·L·d² for the blocks' matrices, plus biases and norms, plus the 68 x 256 token table (the tied head)
+    assert abs(model.num_params() - 12 * 6 * 256 ** 2) < 0.02 * model.num_params()
