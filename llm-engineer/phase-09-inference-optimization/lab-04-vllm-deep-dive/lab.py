@@ -189,10 +189,12 @@ async def run_benchmark(base_url: str, model: str, workload: list[Request], rate
 
 
 def benchmark(base_url: str, model: str, workload: list[Request], rate: float = math.inf,
-              max_concurrency: int | None = None, seed: int = 0, extra: dict | None = None) -> Summary:
-    """run_benchmark from synchronous code, summarized."""
+              max_concurrency: int | None = None, seed: int = 0, extra: dict | None = None,
+              timeout: float = 900.0) -> Summary:
+    """run_benchmark from synchronous code, summarized. A serial server queues requests silently, so the
+    per-request timeout (seconds without a byte) must cover the whole queue ahead of a request."""
     records, duration = asyncio.run(run_benchmark(base_url, model, workload, rate, max_concurrency, seed,
-                                                  extra=extra))
+                                                  timeout, extra))
     return summarize(records, duration)
 
 
@@ -399,12 +401,13 @@ HEADER = (f"{'server':<22} {'ok':>7} {'tok/s':>8} {'TTFT p50':>8} {'TTFT p99':>8
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Benchmark plain generate() and vLLM on one seeded workload.")
-    parser.add_argument("--requests", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=6)
     parser.add_argument("--prompt-words", type=int, default=24)
-    parser.add_argument("--max-tokens", type=int, default=24)
-    parser.add_argument("--rates", type=float, nargs="+", default=[1.0, 4.0, math.inf])
+    parser.add_argument("--max-tokens", type=int, default=12)
+    parser.add_argument("--rates", type=float, nargs="+", default=[2.0, math.inf])
     parser.add_argument("--no-vllm", action="store_true", help="only the generate() baseline")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))       # so `with` blocks stop the servers they started
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -420,6 +423,7 @@ def main(argv=None):
           f"-> {args.max_tokens} tokens (ignore_eos), rates {args.rates} req/s")
     results: dict[str, list[tuple[float, Summary]]] = {}
     extra = {"ignore_eos": True}
+    torch.set_num_threads(1)      # the in-process baseline: one thread is steadier (and faster) on a shared CPU
     with torch.inference_mode(), ThreadServer(generate_app(model, tokenizer)) as server:
         benchmark(server.url, "model", workload[:2], extra=extra)                        # warm-up
         results["generate()"] = [(r, benchmark(server.url, "model", workload, r, extra=extra))
@@ -440,8 +444,9 @@ def main(argv=None):
         for rate, summary in rows:
             print(format_row(f"{name} @ {rate:g}/s", summary))
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    top = 2 * max([r for r in args.rates if math.isfinite(r)] or [1.0])      # where "all at once" is drawn
     for name, rows in results.items():
-        xs = [min(rate, 2 * max(r for r in args.rates if math.isfinite(r))) for rate, _ in rows]
+        xs = [min(rate, top) for rate, _ in rows]
         left.plot(xs, [s.output_throughput for _, s in rows], "o-", label=name)
         right.plot(xs, [1e3 * s.ttft["p99"] for _, s in rows], "o-", label=name)
     left.set(xlabel="request rate (req/s; rightmost = all at once)", ylabel="output tok/s", title="throughput")
