@@ -346,7 +346,7 @@ class Engine:
         plan = schedule(admit_from, self.running, self.limits)
         if not plan:
             return []
-        logits = batched_forward(self.model, plan)
+        logits = batched_forward(self.model, plan).float().cpu()   # sampling runs on CPU with each request's generator
         now = time.perf_counter()
         events = []
         for (req, _), row in zip(plan, logits):
@@ -694,7 +694,7 @@ def smollm2_engine_parts():
     from labkit import assets
 
     hf, tok = assets.smollm2()
-    return kvlab.GPT.from_llama(hf, block_size=2048).eval(), HFTokenizer(tok)
+    return kvlab.GPT.from_llama(hf, block_size=2048).eval().to(labkit.pick_device()), HFTokenizer(tok)
 
 
 async def _demo_clients(url: str, model_name: str, questions: list[str], max_tokens: int) -> list[dict]:
