@@ -721,6 +721,21 @@ async def _demo_clients(url: str, model_name: str, questions: list[str], max_tok
         return await asyncio.gather(*(one(q) for q in questions))
 
 
+def self_check() -> None:
+    """Run every piece once on a tiny random model, in this thread, before serving: an unfinished TODO then stops
+    the demo here with its name (inside the server it would only turn into HTTP 500s)."""
+    tok = CharTokenizer("abcdefghijklmnopqrstuvwxyz ")
+    tiny = kvlab.GPT(kvlab.GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_embd=32)).eval()
+    body = {"model": "tiny", "prompt": "hello", "max_tokens": 4, "temperature": 0.7, "top_p": 0.9, "seed": 0,
+            "stop": "zz"}
+    ids, params, _ = validate_request(body, model_name="tiny", tokenizer=tok, context=32, chat=False)
+    engine = Engine(tiny, tok, Limits(max_batch=2, token_budget=4))
+    for i in range(2):
+        engine.add(Request(f"check-{i}", ids, params))
+    engine.run_until_done()
+    sse_event(completion_chunk("check", "tiny", 0, "x", None, chat=True, first=True))
+
+
 QUESTIONS = ["What is the capital of France?", "Name three primary colours.", "What does a CPU do?",
              "Give me a synonym for happy.", "How many legs does a spider have?", "What is 12 times 12?",
              "Why is the sky blue?", "Write a haiku about the sea."]
@@ -736,6 +751,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     labkit.seed_everything(0)
+    self_check()
 
     model, tokenizer = smollm2_engine_parts()
     name = "SmolLM2-135M-Instruct"
