@@ -54,7 +54,10 @@ def main(argv=None):
     parser.add_argument("--draft-layers", type=int, default=4)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--prompts", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads; one is steadier on a shared CPU")
+    parser.add_argument("--depths", type=int, nargs="*", default=[2, 4, 8, 12, 16, 20, 24, 28],
+                        help="self-draft depths whose greedy alpha is measured at the end (none: skip)")
     parser.add_argument("--repeats", type=int, default=5, help="repeats of each single-forward timing")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -109,6 +112,27 @@ def main(argv=None):
               f"{t_plain / t_hf:>4.2f}x | {'yes' if same and same_hf else f'ours {same}, HF {same_hf}'}")
     need = [(a, impl.best_k(a, c, 8)) for a in (0.5, 0.7, 0.8, 0.9)]
     print(f"formula at this c = {c:.2f}: " + "; ".join(f"alpha {a}: best k {k}, {s:.2f}x" for a, (k, s) in need))
+    if args.depths:
+        depth_sweep(impl, target, baseline, prompts, args.depths)
+
+
+@torch.no_grad()
+def depth_sweep(impl, target, baseline, prompts, depths) -> None:
+    """Greedy alpha of self-drafts of several depths, without decoding: on the target's own greedy continuation,
+    the fraction of positions where the draft's argmax equals the target's (the greedy alpha: the chance a draft
+    token is accepted when its prefix is right). c_flops: the draft's share of the target's per-token multiply-adds (blocks + lm_head)."""
+    per_block = sum(p.numel() for p in target.model.layers[0].parameters())
+    head = target.lm_head.weight.numel()
+    full = target.config.num_hidden_layers * per_block + head
+    want = [ids.size(1) for ids in prompts]
+    ref = [target(out).logits[0, n - 1:-1].argmax(-1) for out, n in zip(baseline, want)]
+    cells = []
+    for depth in depths:
+        draft = impl.shallow_draft(target, depth)
+        agree = [(draft(out).logits[0, n - 1:-1].argmax(-1) == r).float() for out, n, r in zip(baseline, want, ref)]
+        alpha = float(torch.cat(agree).mean())
+        cells.append(f"{depth} layers: alpha {alpha:.2f}, c_flops {(depth * per_block + head) / full:.2f}")
+    print("self-draft depth sweep (greedy agreement on the target's output): " + "; ".join(cells))
 
 
 if __name__ == "__main__":
