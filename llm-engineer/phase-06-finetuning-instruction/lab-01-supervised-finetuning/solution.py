@@ -24,11 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from scipy.stats import binomtest
 from tqdm import tqdm
 
 import labkit
@@ -268,6 +270,68 @@ def generate_reply(model, tokenizer, instruction: str, max_new_tokens: int = 32)
     return tokenizer.decode(out[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 
+# ---------------------------------------------------------------- judging before vs after: a rule-based judge
+
+# Loss says the model fits the answers' style; a judge says whether its answers got better. An LLM judge is the
+# usual choice (phase 8 lab 02 builds one and measures its biases); here a transparent rule-based judge suffices,
+# because every held-out reference is one short sentence with a clear key fact:
+#   score(reply) = 2 * (share of the reference's answer words found in the reply) + 1 if the reply is one sentence
+#                  of at most twice the reference's length
+# The answer words are the reference's words that the question does not already contain (minus filler words),
+# with number words mapped to digits: "A pentagon has five sides." for "How many sides does a pentagon have?"
+# leaves {"5"}. A reply that repeats the question gets no credit for it.
+FILLER = frozenset("a an the is are was were of in on at to for and or it its this that be has have does do".split())
+NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-case words and numbers, number words as digits ('Five sides.' -> ['5', 'sides'])."""
+    return [NUMBER_WORDS.get(w, w) for w in re.findall(r"[a-z]+|\d+(?:\.\d+)?", text.lower())]
+
+
+def answer_words(instruction: str, reference: str) -> set[str]:
+    # BEGIN SOLUTION [judged-win-rate] The reference's words minus the question's words minus FILLER (both through words_of).
+    return set(words_of(reference)) - set(words_of(instruction)) - FILLER
+    # END SOLUTION
+
+
+def judge_score(instruction: str, reference: str, reply: str) -> float:
+    """2 x answer-word recall + 1 for a single sentence of at most 2x the reference's word count."""
+    # BEGIN SOLUTION [judged-win-rate] Recall over answer_words (an empty set counts as fully recalled); a sentence = no '.', '!' or '?' before the last character.
+    wanted = answer_words(instruction, reference)
+    found = set(words_of(reply))
+    recall = len(wanted & found) / len(wanted) if wanted else 1.0
+    body = reply.strip()
+    one_sentence = bool(body) and not re.search(r"[.!?]", body[:-1])
+    concise = len(body.split()) <= 2 * len(reference.split())
+    return 2 * recall + (1.0 if one_sentence and concise else 0.0)
+    # END SOLUTION
+
+
+def judge_pair(instruction: str, reference: str, first: str, second: str) -> int:
+    """+1 when the first reply scores higher, -1 when the second does, 0 for a tie (within 1e-9)."""
+    # BEGIN SOLUTION [judged-win-rate] Compare the two judge_score values.
+    difference = judge_score(instruction, reference, first) - judge_score(instruction, reference, second)
+    return 0 if abs(difference) <= 1e-9 else (1 if difference > 0 else -1)
+    # END SOLUTION
+
+
+def win_rate(verdicts: list[int]) -> dict:
+    """Summary of after-vs-before verdicts (+1: after wins): wins, losses, ties, the win rate with ties counted as
+    half, and a two-sided sign test p-value on the decided pairs (ties dropped; 1.0 when every pair is a tie)."""
+    # BEGIN SOLUTION [judged-win-rate] Count; rate = (wins + ties / 2) / n; p = scipy.stats.binomtest(wins, wins + losses, 0.5).pvalue.
+    if not verdicts:
+        raise ValueError("win_rate needs at least one verdict")
+    wins, losses = verdicts.count(1), verdicts.count(-1)
+    ties = len(verdicts) - wins - losses
+    decided = wins + losses
+    p_value = float(binomtest(wins, decided, 0.5).pvalue) if decided else 1.0
+    return {"wins": wins, "losses": losses, "ties": ties, "rate": (wins + ties / 2) / len(verdicts), "p_value": p_value}
+    # END SOLUTION
+
+
 def batched(examples: list[dict], batch_size: int, pad_token_id: int, pack_to: int | None = None) -> list[dict]:
     """Examples -> padded batches; with `pack_to`, examples are first packed into rows of that many tokens."""
     rows = pack_examples(examples, pack_to) if pack_to else examples
@@ -275,6 +339,11 @@ def batched(examples: list[dict], batch_size: int, pad_token_id: int, pack_to: i
 
 
 # ------------------------------------------------------------------ demo
+
+# ChatML, the format SmolLM2-Instruct uses, for base checkpoints that ship without a template.
+CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>' + '\\n' }}"
+          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
 
 def load_model(name: str | None, device, bf16: bool):
     """SmolLM2-135M-Instruct from the offline assets, or any causal-LM checkpoint (a local folder or a Hub id)."""
@@ -285,6 +354,9 @@ def load_model(name: str | None, device, bf16: bool):
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:  # many base checkpoints ship without one; padding is masked out anyway
         tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:  # a base checkpoint may have no chat format yet: SFT is where it learns one
+        tokenizer.chat_template = CHATML
+        print(f"{path}: no chat template; using ChatML (its special tokens must exist in the vocabulary)")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
     return model, tokenizer
 
@@ -338,8 +410,8 @@ def main(argv=None):
           f"carry loss; {len(train_batches)} batches/epoch{f' (packed to {args.pack})' if args.pack else ''}; "
           f"held-out: {len(held)} examples")
 
-    prompts = [r["instruction"] for r in held_rows[:args.show]]
-    before = [generate_reply(model, tokenizer, p) for p in prompts]
+    prompts = [r["instruction"] for r in held_rows]  # every held-out prompt is judged; --show of them printed
+    before = [generate_reply(model, tokenizer, p) for p in tqdm(prompts, desc="answers before", leave=False)]
     held_before = evaluate_loss(model, held_batches)
 
     optimizer = None
@@ -351,13 +423,21 @@ def main(argv=None):
     steps = args.epochs * len(train_batches)
     losses = train_sft(model, train_batches, steps, lr=args.lr, optimizer=optimizer, progress=True)
     held_after = evaluate_loss(model, held_batches)
-    after = [generate_reply(model, tokenizer, p) for p in prompts]
+    after = [generate_reply(model, tokenizer, p) for p in tqdm(prompts, desc="answers after", leave=False)]
 
     print(f"\ntrain loss: first step {losses[0]:.3f} -> last step {losses[-1]:.3f} ({steps} steps)")
     print(f"held-out loss per answer token: {held_before:.3f} -> {held_after:.3f} "
           f"(perplexity {math.exp(held_before):.1f} -> {math.exp(held_after):.1f})\n")
-    for prompt, old, new in zip(prompts, before, after):
+    for prompt, old, new in list(zip(prompts, before, after))[:args.show]:
         print(f"Q: {prompt}\n  before: {old[:120]!r}\n  after:  {new[:120]!r}")
+    verdicts = [judge_pair(r["instruction"], r["response"], new, old) for r, old, new in zip(held_rows, before, after)]
+    summary = win_rate(verdicts)
+    correct = lambda replies: sum(answer_words(r["instruction"], r["response"]) <= set(words_of(x))  # noqa: E731
+                                  for r, x in zip(held_rows, replies))
+    print(f"\njudged on all {len(held_rows)} held-out prompts (rule-based judge, after vs before): "
+          f"{summary['wins']} wins, {summary['losses']} losses, {summary['ties']} ties; win rate "
+          f"{summary['rate']:.2f} (ties count half), sign test p = {summary['p_value']:.3f}")
+    print(f"answers with every key fact: {correct(before)}/{len(held_rows)} before, {correct(after)}/{len(held_rows)} after")
 
     out = labkit.output_dir(__file__)
     import matplotlib
