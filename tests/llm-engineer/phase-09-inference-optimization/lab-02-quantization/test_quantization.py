@@ -416,6 +416,11 @@ def test_awq_beats_rtn_with_outlier_input_channels(impl):
         ratio = out_err(x, w, awq) / out_err(x, w, rtn)
         assert 0 < alpha <= 1 and ratio < 0.8, f"seed {seed}: AWQ (alpha {alpha}) / RTN error {ratio:.3f}"
         assert torch.allclose(s, impl.awq_scales(x.abs().mean(0), alpha)), "s must be the scales of the chosen alpha"
+    lin = torch.nn.Linear(256, 64, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(w)
+    layer = impl.QuantLinear.int4(lin, q, input_scale=1.0 / s)        # the deployed form: y = (x / s) Q(W s)ᵀ
+    assert torch.allclose(layer(x), x @ awq.T, rtol=1e-2, atol=1e-2 * (x @ awq.T).abs().max().item())
 
 
 @pytest.mark.task("awq")
