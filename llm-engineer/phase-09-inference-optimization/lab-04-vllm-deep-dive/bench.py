@@ -67,13 +67,13 @@ def main(argv=None):
     impl = labkit.load_impl(LAB, "solution")
     out = labkit.output_dir(__file__)
     labkit.seed_everything(0)
+    torch.set_num_threads(1)      # in-process servers: one thread each is steadier (and faster) on a shared CPU
     workload = impl.make_workload(args.requests, args.prompt_words, args.max_tokens, seed=0)
     print(f"SmolLM2-135M-Instruct float32; {args.requests} requests x {args.prompt_words} words -> {args.max_tokens} "
           f"tokens; rates {args.rates} req/s (inf = all at once); at most {args.concurrency} in flight; "
-          f"torch threads {torch.get_num_threads()}")
+          f"torch threads of the in-process servers {torch.get_num_threads()}")
     print(impl.HEADER)
     rows, notes = [], []
-    torch.set_num_threads(1)      # in-process servers: one thread each is steadier (and faster) on a shared CPU
     model, tokenizer = assets.smollm2()
     with torch.inference_mode(), impl.ThreadServer(impl.generate_app(model, tokenizer)) as server:
         rows += sweep_rows(impl, "generate()", server.url, workload, args.rates, args.concurrency)

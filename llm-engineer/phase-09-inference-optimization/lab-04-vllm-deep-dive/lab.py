@@ -238,10 +238,14 @@ def free_port() -> int:
 
 
 def log_tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a server's log, after the first line that names an error (the root cause is usually
+    far above the end of a traceback)."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        text = path.read_text(errors="replace").splitlines()
     except OSError:
         return "(no log)"
+    errors = [line for line in text if "Error:" in line]
+    return "\n".join(([f"first error: {errors[0].strip()}", "..."] if errors else []) + text[-lines:])
 
 
 class ServerProcess:
@@ -431,7 +435,7 @@ def main(argv=None):
     why_not = "skipped (--no-vllm)" if args.no_vllm else vllm_available()
     if why_not is None:
         port = free_port()
-        argv = vllm_command(str(model_dir), port, block_size=16, prefix_caching=True)
+        argv = vllm_command(str(model_dir), port, block_size=32, prefix_caching=True)   # CPU: a multiple of 32
         with ServerProcess(argv, port, out / "vllm-server.log", env=vllm_env()) as server:
             print(f"vLLM server ready in {server.startup_seconds:.0f} s (log: {server.log_path})")
             benchmark(server.url, "model", workload[:2], extra=extra)
@@ -450,7 +454,8 @@ def main(argv=None):
         left.plot(xs, [s.output_throughput for _, s in rows], "o-", label=name)
         right.plot(xs, [1e3 * s.ttft["p99"] for _, s in rows], "o-", label=name)
     left.set(xlabel="request rate (req/s; rightmost = all at once)", ylabel="output tok/s", title="throughput")
-    right.set(xlabel="request rate (req/s; rightmost = all at once)", ylabel="TTFT p99 (ms)", title="tail latency")
+    right.set(xlabel="request rate (req/s; rightmost = all at once)", ylabel="TTFT p99 (ms, log scale)",
+              title="tail latency", yscale="log")
     left.legend()
     fig.tight_layout()
     fig.savefig(out / "rate_sweep.png", dpi=120)

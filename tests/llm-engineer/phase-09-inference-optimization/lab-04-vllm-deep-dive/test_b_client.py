@@ -103,9 +103,9 @@ def test_stream_reassembles_text_and_times_chunks(impl, fake):
     rec = one(impl, url, "pieces=Hello,_wor,ld! gap=0.05")
     assert rec.error is None and rec.text == "Hello_world!", f"expected 'Hello_world!' and no error, got {rec}"
     assert len(rec.chunk_times) == 3 and rec.output_tokens == 3, "3 text chunks and no usage block: 3 tokens"
-    gaps = [b - a for a, b in zip(rec.chunk_times, rec.chunk_times[1:])]
-    assert all(g >= 0.04 for g in gaps), f"chunks were sent 0.05 s apart; the recorded gaps are {gaps}"
-    assert rec.sent <= rec.chunk_times[0] <= rec.done
+    assert rec.sent <= rec.chunk_times[0] <= rec.chunk_times[1] <= rec.chunk_times[2] <= rec.done
+    # the server sent the last chunk 0.1 s after the first (the client can only see it later, never earlier)
+    assert rec.chunk_times[2] - rec.sent >= 0.1, f"the last chunk was timed {rec.chunk_times[2] - rec.sent:.3f} s in"
 
 
 @pytest.mark.task("stream-request")
@@ -165,17 +165,14 @@ def test_records_come_back_in_workload_order(impl, fake):
 
 @pytest.mark.task("run-benchmark")
 def test_requests_wait_for_their_poisson_arrival_times(impl, fake):
-    url, log = fake
-    rate, n = 10.0, 6
+    url, _ = fake
+    rate, n = 5.0, 6
     offsets = impl.arrival_times(n, rate, seed=5)
-    log["received"].clear()
-    tags = [f"pieces=t{i}" for i in range(n)]
-    records, duration = run(impl, url, tags, rate=rate, seed=5)
-    got = sorted(log["received"])
-    start = got[0][0]
-    assert [p for _, p in got] == tags, "requests should reach the server in arrival order"
-    for (when, prompt), offset in zip(got, offsets):
-        assert when - start >= offset - 0.03, f"{prompt} was sent {when - start:.3f} s in, before its arrival {offset:.3f} s"
+    before = time.perf_counter()                 # the run starts after this, so each send is >= before + offset
+    records, duration = run(impl, url, [f"pieces=t{i}" for i in range(n)], rate=rate, seed=5)
+    for i, (rec, offset) in enumerate(zip(records, offsets)):
+        assert rec.sent - before >= offset - 0.005, \
+            f"request {i} was sent {rec.sent - before:.3f} s in, before its arrival time {offset:.3f} s"
     assert duration >= offsets[-1] and all(r.error is None for r in records)
 
 
