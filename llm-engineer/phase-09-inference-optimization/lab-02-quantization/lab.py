@@ -538,7 +538,7 @@ def main(argv=None):
         "bnb NF4 (blocks of 64)": lambda: bnb_model(path, "nf4"),
         "torchao int8 weight-only": lambda: torchao_model(model, "int8"),
         f"torchao int4 g{g} (asym)": lambda: torchao_model(model, "int4", g),
-        "quanto qint4 (g128)": lambda: quanto_model(model, "int4"),
+        "quanto qint4": lambda: quanto_model(model, "int4"),
     }
     rows = []
     for name, build in tqdm(schemes.items(), desc="schemes"):
