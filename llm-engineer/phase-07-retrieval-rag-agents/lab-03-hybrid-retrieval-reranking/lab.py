@@ -20,9 +20,12 @@ Run it:  python solution.py                    (BM25, dense, hybrid, hybrid + cr
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import os
 import re
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -228,6 +231,119 @@ def cross_encoder_scorer(ce):
     return lambda query, docs: cross_encoder_logits(ce, [(query, d) for d in docs]).float().cpu().numpy()
 
 
+# ---------------------------------------------------------------- late-interaction re-ranker
+
+def maxsim(query_vectors: torch.Tensor, doc_vectors: torch.Tensor) -> float:
+    """Late-interaction score: every query token finds its most similar document token, the maxima are summed.
+
+    score(q, d) = sum_i max_j <q_i, d_j>   with unit rows, so each term is a cosine in [-1, 1].
+    query_vectors (n_q, dim), doc_vectors (n_d, dim) -> a float. Summing (not averaging) over query tokens keeps
+    the score comparable across documents for one query, which is all a re-ranker needs.
+    """
+    # TODO [late-interaction]: (n_q, dim) @ (dim, n_d) similarity matrix; max over the document axis; sum over query tokens.
+    raise NotImplementedError('TODO [late-interaction]: (n_q, dim) @ (dim, n_d) similarity matrix; max over the document axis; sum over query tokens.')
+
+
+class LateInteraction:
+    """A re-ranker from MiniLM's token vectors (ColBERT-style), no training needed.
+
+    The bi-encoder squeezes a text into one mean-pooled vector, so "E-714" and "E-741" end up almost equal. Keep
+    every token's contextual vector instead and let each query token look for its best match in the document:
+    an exact code or model name then matches its own word pieces (cosine near 1), and a paraphrase still matches
+    through the contextual vectors. Cost: one forward pass per candidate, like a cross-encoder, but the
+    document's vectors do not depend on the query and could be precomputed.
+    """
+
+    def __init__(self, embedder, max_length: int = 128):
+        self.tokenizer, self.model = embedder.tokenizer, embedder[0].auto_model
+        self.max_length = max_length
+        self.special = torch.tensor(sorted(self.tokenizer.all_special_ids))
+
+    @torch.no_grad()
+    def token_vectors(self, texts: list[str]) -> list[torch.Tensor]:
+        """One (n_tokens, dim) tensor of unit-length token vectors per text: the encoder's last hidden states,
+        with padding and the special tokens ([CLS], [SEP]) left out."""
+        # TODO [late-interaction]: Tokenise the batch (padding, truncation, max_length); last_hidden_state; L2-normalise each token; keep the positions the attention mask marks that are not special ids.
+        raise NotImplementedError('TODO [late-interaction]: Tokenise the batch (padding, truncation, max_length); last_hidden_state; L2-normalise each token; keep the positions the attention mask marks that are not special ids.')
+
+    def __call__(self, query: str, docs: list[str]) -> np.ndarray:
+        """The scorer interface of `rerank`: one maxsim score per document. Shape (n_docs,)."""
+        q = self.token_vectors([query])[0]
+        return np.array([maxsim(q, d) for d in self.token_vectors(docs)], dtype=np.float64)
+
+
+def load_late_interaction(max_length: int = 128) -> LateInteraction:
+    """The late-interaction re-ranker on the packaged MiniLM (other labs call this through labkit.reuse)."""
+    return LateInteraction(assets.sentence_embedder(), max_length)
+
+
+# ---------------------------------------------------------------- a trained re-ranker, cached on disk
+
+# The settings the shipped numbers were measured with (README). The whole encoder learns: with only the top
+# layers and the head trainable, a few dozen CPU steps barely move the loss and the re-ranker shuffles the list.
+RERANKER = {"epochs": 3, "negatives_per_query": 6, "batch_size": 16, "lr": 5e-5, "head_lr": 1e-3,
+            "trainable_layers": 6, "max_length": 64, "seed": 0}
+COMPLETE = "complete.json"  # written last inside the cache folder: a folder without it is not a finished model
+
+
+def reranker_key(config: dict, data_folder: Path = DATA) -> str:
+    """16 hex digits that change whenever a training setting or a training data file changes (and only then:
+    the order of the config's keys does not matter)."""
+    # TODO [reranker-cache]: sha256 over the config as JSON with sorted keys, then the bytes of corpus.jsonl and train_queries.jsonl.
+    raise NotImplementedError('TODO [reranker-cache]: sha256 over the config as JSON with sorted keys, then the bytes of corpus.jsonl and train_queries.jsonl.')
+
+
+def cached_model(folder: Path, build, save, load):
+    """`load(folder)` when a finished copy is there; else `model = build()`, saved atomically, and returned.
+
+    Atomic: `save(model, tmp)` writes into a temporary sibling folder (same file system), the COMPLETE marker goes
+    in last, and one `os.replace` renames it to `folder`. A crash or an error mid-save leaves no `folder` and no
+    temporary folder behind, so the next run trains again instead of loading half a model.
+    """
+    folder = Path(folder)
+    # TODO [reranker-cache]: Load if folder/COMPLETE exists; else build, save into a temp sibling, write the marker, os.replace; on any error remove the temp folder and re-raise.
+    raise NotImplementedError('TODO [reranker-cache]: Load if folder/COMPLETE exists; else build, save into a temp sibling, write the marker, os.replace; on any error remove the temp folder and re-raise.')
+
+
+def train_reranker(corpus, train, bm25, dense, config: dict = RERANKER, progress: bool = False):
+    """A fresh cross-encoder trained on the training queries, with hard negatives from the hybrid pipeline."""
+    labkit.seed_everything(config["seed"])
+    train_runs, _ = run_stages(corpus, train, bm25, dense, progress=False)
+    pairs = training_pairs(train, corpus, train_runs["hybrid (RRF)"], config["negatives_per_query"])
+    ce = make_cross_encoder(max_length=config["max_length"])
+    ce.losses = train_cross_encoder(ce, pairs, epochs=config["epochs"], batch_size=config["batch_size"],
+                                    lr=config["lr"], head_lr=config["head_lr"],
+                                    trainable_layers=config["trainable_layers"], seed=config["seed"],
+                                    progress=progress)
+    ce.n_pairs = len(pairs)
+    return ce
+
+
+def load_reranker(config: dict = RERANKER, cache_root: Path | None = None, progress: bool = False):
+    """The trained cross-encoder for this lab's data: from the cache under outputs/ when it is there, else
+    trained (a few CPU minutes) and cached. Other labs (phase 7 lab 02's `rerank=` option) call this."""
+    from sentence_transformers import CrossEncoder
+
+    root = Path(cache_root) if cache_root is not None else labkit.output_dir(__file__)
+    folder = root / f"cross-encoder-{reranker_key(config)}"
+
+    def build():
+        corpus, _, train = load_data()
+        bm25 = BM25([tokenize(doc_text(d)) for d in corpus])
+        dense = DenseIndex(assets.sentence_embedder(), [doc_text(d) for d in corpus])
+        return train_reranker(corpus, train, bm25, dense, config, progress)
+
+    def save(ce, path):
+        ce.save(str(path), create_model_card=False)
+
+    def load(path):
+        return CrossEncoder(str(path), num_labels=1, max_length=config["max_length"], device="cpu")
+
+    ce = cached_model(folder, build, save, load)
+    ce.model.eval()
+    return ce
+
+
 # ---------------------------------------------------------------- LLM re-ranker
 
 def judge_prompt(tokenizer, query: str, document: str) -> str:
@@ -250,13 +366,15 @@ def llm_relevance_scores(model, tokenizer, query: str, documents: list[str]) -> 
 # ---------------------------------------------------------------- the demo
 
 def run_stages(corpus, queries, bm25, dense, score_fn=None, llm=None, depth: int = 100, top_n: int = 20,
-               progress: bool = True):
+               progress: bool = True, late=None):
     """Rankings for each stage and the milliseconds each stage adds per query (mean)."""
     ids = [d["id"] for d in corpus]
     texts = {d["id"]: doc_text(d) for d in corpus}
     runs = {"BM25": {}, "dense": {}, "hybrid (RRF)": {}}
     if score_fn:
         runs["hybrid + cross-encoder"] = {}
+    if late:
+        runs["hybrid + late interaction"] = {}
     if llm:
         runs["hybrid + LLM judge"] = {}
     times = {name: [] for name in runs}
@@ -275,6 +393,10 @@ def run_stages(corpus, queries, bm25, dense, score_fn=None, llm=None, depth: int
         if score_fn:
             runs["hybrid + cross-encoder"][q["qid"]] = rerank(score_fn, q["query"], fused, texts, top_n)
             times["hybrid + cross-encoder"].append(time.perf_counter() - t3)
+        if late:
+            t4 = time.perf_counter()
+            runs["hybrid + late interaction"][q["qid"]] = rerank(late, q["query"], fused, texts, top_n)
+            times["hybrid + late interaction"].append(time.perf_counter() - t4)
         if llm:
             t4 = time.perf_counter()
             judge = lambda query, docs: llm_relevance_scores(llm[0], llm[1], query, docs)  # noqa: E731
@@ -285,7 +407,9 @@ def run_stages(corpus, queries, bm25, dense, score_fn=None, llm=None, depth: int
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=2, help="cross-encoder training epochs")
+    parser.add_argument("--epochs", type=int, default=RERANKER["epochs"], help="cross-encoder training epochs")
+    parser.add_argument("--seed", type=int, default=RERANKER["seed"], help="cross-encoder training seed")
+    parser.add_argument("--retrain", action="store_true", help="train the cross-encoder even if a cached one exists")
     parser.add_argument("--top-n", type=int, default=20, help="how many fused candidates the re-ranker sees")
     parser.add_argument("--llm-rerank", action="store_true", help="also re-rank the top 10 with SmolLM2")
     parser.add_argument("--threads", type=int, default=1,
@@ -293,7 +417,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    labkit.seed_everything(0)
+    labkit.seed_everything(args.seed)
     corpus, test, train = load_data()
     print(f"{len(corpus)} documents, {len(test)} test queries, {len(train)} training queries")
 
@@ -302,17 +426,23 @@ def main(argv=None):
     dense = DenseIndex(assets.sentence_embedder(), [doc_text(d) for d in corpus])
     print(f"embedded the corpus with MiniLM in {time.perf_counter() - t:.2f} s")
 
-    # Hard negatives for training come from the same hybrid pipeline the re-ranker will sit behind.
-    train_runs, _ = run_stages(corpus, train, bm25, dense, progress=False)
-    pairs = training_pairs(train, corpus, train_runs["hybrid (RRF)"], negatives_per_query=2)
-    ce = make_cross_encoder()
+    # Hard negatives for training come from the same hybrid pipeline the re-ranker will sit behind; the trained
+    # model is cached under outputs/ (keyed by its settings and the data), so a second run loads it in seconds.
+    config = {**RERANKER, "epochs": args.epochs, "seed": args.seed}
     t = time.perf_counter()
-    losses = train_cross_encoder(ce, pairs, epochs=args.epochs, progress=True)
-    print(f"cross-encoder: {len(pairs)} training pairs, {len(losses)} steps, loss {losses[0]:.3f} -> "
-          f"{np.mean(losses[-5:]):.3f} in {time.perf_counter() - t:.1f} s")
+    if args.retrain:
+        ce = train_reranker(corpus, train, bm25, dense, config, progress=True)
+    else:
+        ce = load_reranker(config, progress=True)
+    if hasattr(ce, "losses"):
+        print(f"cross-encoder: {ce.n_pairs} training pairs, {len(ce.losses)} steps, loss {ce.losses[0]:.3f} -> "
+              f"{np.mean(ce.losses[-5:]):.3f} in {time.perf_counter() - t:.1f} s")
+    else:
+        print(f"cross-encoder: loaded the cached model in {time.perf_counter() - t:.1f} s")
 
     llm = assets.smollm2() if args.llm_rerank else None
-    runs, latency = run_stages(corpus, test, bm25, dense, cross_encoder_scorer(ce), llm, top_n=args.top_n)
+    runs, latency = run_stages(corpus, test, bm25, dense, cross_encoder_scorer(ce), llm, top_n=args.top_n,
+                               late=LateInteraction(dense.embedder))
     print(f"\n{'stage':<26}{'nDCG@10':>9}{'MRR@10':>9}{'R@10':>8}{'ms/query':>10}")
     for name, run in runs.items():
         m = evaluate(run, test)
@@ -322,7 +452,8 @@ def main(argv=None):
     kinds = {"error codes": [q for q in test if any(d.startswith("err-") for d in q["relevant"])],
              "paraphrased how-to": [q for q in test if any(d.startswith("howto-") for d in q["relevant"])]}
     for kind, subset in kinds.items():
-        row = "  ".join(f"{name} {evaluate(runs[name], subset)['ndcg@10']:.3f}" for name in list(runs)[:3])
+        row = "  ".join(f"{name} {evaluate(runs[name], subset)['ndcg@10']:.3f}" for name in runs
+                       if name in ("BM25", "dense", "hybrid (RRF)", "hybrid + late interaction"))
         print(f"nDCG@10 on {kind} ({len(subset)} queries): {row}")
     out = labkit.output_dir(__file__) / "quality.json"
     tmp = out.with_suffix(".tmp")
