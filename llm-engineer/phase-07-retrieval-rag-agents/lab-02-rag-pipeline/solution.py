@@ -29,8 +29,9 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
+import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
 import labkit
@@ -217,19 +218,56 @@ class Hit:
     text: str
 
 
-def retrieve(client, collection: str, embedder, query: str, k: int = 4, query_prefix: str = "") -> list[Hit]:
+Scorer = Callable[[str, list[str]], "np.ndarray | list[float]"]  # (query, texts) -> one relevance score per text
+
+
+def retrieve(client, collection: str, embedder, query: str, k: int = 4, query_prefix: str = "",
+             rerank: Scorer | None = None, candidates: int = 20) -> list[Hit]:
     """The k chunks most similar to `query`, best first. `query_prefix` is prepended to the query only (e.g. bge's
-    "Represent this sentence for searching relevant passages: "); MiniLM needs none."""
+    "Represent this sentence for searching relevant passages: "); MiniLM needs none.
+
+    With `rerank` (a scorer such as `load_reranker()`), the first `candidates` chunks by cosine are re-ordered by
+    the re-ranker and the best k of them returned (two-stage retrieval: cheap recall, then precise ordering)."""
     if not isinstance(query, str) or not query.strip():
         raise ValueError("retrieve: the query is empty; ask a question")
     if k < 1:
         raise ValueError(f"retrieve: k must be >= 1, got {k}")
+    if rerank is not None:
+        pool = retrieve(client, collection, embedder, query, max(k, candidates), query_prefix)
+        return rerank_hits(rerank, query, pool, k)
     # BEGIN SOLUTION [retrieve] Encode prefix + query (normalised), query_points with limit=k and payloads, map each point to a Hit.
     vector = encode(embedder, [query_prefix + query])[0]
     points = client.query_points(collection, query=vector.tolist(), limit=k, with_payload=True).points
     return [Hit(score=p.score, doc_id=p.payload["doc_id"], chunk=p.payload["chunk"], text=p.payload["text"])
             for p in points]
     # END SOLUTION
+
+
+def rerank_hits(score_fn: Scorer, query: str, hits: list[Hit], k: int) -> list[Hit]:
+    """The k hits the re-ranker scores highest, best first; equal scores keep their retrieval order.
+
+    Each Hit keeps its cosine `score`: the IDK threshold in build_messages stays a statement about similarity,
+    while the order (and so which k chunks reach the prompt, and their [n] numbers) is the re-ranker's.
+    """
+    if k < 1:
+        raise ValueError(f"rerank_hits: k must be >= 1, got {k}")
+    if not hits:
+        return []
+    # BEGIN SOLUTION [rerank] Score every hit's text in one call, stable descending order, keep the first k.
+    scores = np.asarray(score_fn(query, [h.text for h in hits]), dtype=np.float64)
+    if scores.shape != (len(hits),):
+        raise ValueError(f"rerank_hits: the scorer returned {scores.shape[0] if scores.ndim else 0} scores for "
+                         f"{len(hits)} hits; it must return one score per text")
+    return [hits[i] for i in np.argsort(-scores, kind="stable")[:k]]
+    # END SOLUTION
+
+
+def load_reranker() -> Scorer:
+    """Phase 7 lab 03's re-ranker as a scorer: late interaction (ColBERT-style maxsim) over MiniLM's token vectors,
+    the stage that beat dense retrieval on that lab's held-out queries. Imported through labkit.reuse, not copied;
+    it needs no training, so it loads in seconds."""
+    lab03 = labkit.reuse("lab-03-hybrid-retrieval-reranking")
+    return lab03.load_late_interaction()
 
 
 # ---------------------------------------------------------------------------------------------- prompt
@@ -360,7 +398,7 @@ def sse(data, event: str | None = None) -> str:
 
 def create_app(client, embedder, generator: Generator, k: int = 3, min_score: float = 0.35,
                max_new_tokens: int = 128, max_body_bytes: int = 1_000_000, query_prefix: str = "",
-               passage_prefix: str = "", chunk_size: int = 128, chunk_overlap: int = 32):
+               passage_prefix: str = "", chunk_size: int = 128, chunk_overlap: int = 32, rerank: Scorer | None = None):
     """The FastAPI app. Routes:
 
     GET  /health -> {"status": "ok", "collections": [...]}
@@ -371,6 +409,7 @@ def create_app(client, embedder, generator: Generator, k: int = 3, min_score: fl
          event: done       data: {"idk": bool, "pieces": n}
     Bad requests: empty query or malformed JSON -> 422, unknown collection -> 404, body over max_body_bytes -> 413,
     no Content-Length -> 411; each with {"detail": reason}.
+    With `rerank`, /query re-orders the top 20 chunks by the re-ranker before keeping k (see `retrieve`).
     """
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.responses import JSONResponse, StreamingResponse
@@ -409,7 +448,8 @@ def create_app(client, embedder, generator: Generator, k: int = 3, min_score: fl
         with store_lock:
             if not client.collection_exists(body.collection):
                 raise HTTPException(404, f"unknown collection '{body.collection}'; POST /ingest creates it")
-            hits = retrieve(client, body.collection, embedder, body.query, body.k or k, query_prefix)
+            hits = retrieve(client, body.collection, embedder, body.query, body.k or k, query_prefix,
+                            rerank=rerank)
         messages = build_messages(body.query, hits, min_score)
 
         def events():
@@ -512,6 +552,8 @@ def main(argv=None):
     parser.add_argument("--scripted", action="store_true", help="skip SmolLM2 (a scripted generator)")
     parser.add_argument("--model", default=None, help="a local transformers chat model folder instead of SmolLM2")
     parser.add_argument("--question", action="append", help="ask your own question (repeatable)")
+    parser.add_argument("--rerank", action="store_true",
+                        help="re-order the top 20 chunks with phase 7 lab 03's late-interaction re-ranker first")
     args = parser.parse_args(argv)
 
     embedder, client = load_embedder(), connect(args.qdrant_url)
@@ -541,8 +583,13 @@ def main(argv=None):
         else:
             generator = SmolLM2Generator()
         print(f"{args.model or 'SmolLM2-135M-Instruct'} loaded in {time.perf_counter() - start:.1f} s")
+    rerank = None
+    if args.rerank:
+        start = time.perf_counter()
+        rerank = load_reranker()
+        print(f"re-ranker (phase 7 lab 03's late interaction) ready in {time.perf_counter() - start:.1f} s")
     app = create_app(client, embedder, generator, min_score=args.min_score, max_new_tokens=args.max_new_tokens,
-                     chunk_size=args.chunk_size, chunk_overlap=args.overlap)
+                     chunk_size=args.chunk_size, chunk_overlap=args.overlap, rerank=rerank)
     questions = args.question or ["How many vacation days can I carry over into the next year?",
                                   "What is the daily meal allowance when travelling?",
                                   "What is the capital of Australia?"]

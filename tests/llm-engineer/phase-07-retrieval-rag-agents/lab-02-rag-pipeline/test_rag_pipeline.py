@@ -11,6 +11,7 @@ import time
 import uuid
 
 import httpx
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -592,3 +593,69 @@ def test_concurrent_streams_all_complete(impl, server):
         tokens = "".join(d["text"] for e, d in events if e == "token")
         assert tokens == "The allowance is 60 euros [1]." and events[-1][0] == "done", \
             f"every stream should deliver all 6 pieces and a done event, got {tokens!r}, last {events[-1]}"
+
+
+# --------------------------------------------------------------------------- re-rank stage
+
+@pytest.mark.task("rerank")
+def test_rerank_hits_orders_by_the_scorer_keeps_cosines_and_ties(impl):
+    hits = [hit(impl, 0.9, "a.md", "x"), hit(impl, 0.8, "b.md", "xxx"), hit(impl, 0.7, "c.md", "xx"),
+            hit(impl, 0.6, "d.md", "xxx")]
+    by_length = lambda query, texts: [float(len(t)) for t in texts]  # noqa: E731
+    got = impl.rerank_hits(by_length, "q", hits, k=3)
+    # lengths 1, 3, 2, 3: b and d tie at 3 and keep their retrieval order (b first), then c
+    assert [h.doc_id for h in got] == ["b.md", "d.md", "c.md"], f"expected b, d, c, got {[h.doc_id for h in got]}"
+    assert [h.score for h in got] == [0.8, 0.6, 0.7], \
+        f"each hit keeps its cosine score (the IDK threshold reads it), got {[h.score for h in got]}"
+    ids = [f"d{i:02d}" for i in range(30)]  # many ties: an unstable sort shuffles equal keys in longer lists
+    many = [hit(impl, 1 - i / 100, d, "y" if i % 3 else "yy") for i, d in enumerate(ids)]
+    got = impl.rerank_hits(by_length, "q", many, k=30)
+    want = sorted(many, key=lambda h: -len(h.text))  # Python's sort is stable
+    assert [h.doc_id for h in got] == [h.doc_id for h in want], "equal scores must keep their retrieval order"
+
+
+@pytest.mark.task("rerank")
+def test_retrieve_with_rerank_scores_the_candidate_pool_once(impl, store, minilm):
+    client, _ = store
+    calls = []
+
+    def scorer(query, texts):
+        calls.append((query, list(texts)))
+        return [-float(i) for i in range(len(texts))][::-1]  # the reverse of the cosine order
+
+    plain = impl.retrieve(client, "docs", minilm, "meal allowance on trips", k=6)
+    got = impl.retrieve(client, "docs", minilm, "meal allowance on trips", k=2, rerank=scorer, candidates=6)
+    assert len(calls) == 1 and calls[0][0] == "meal allowance on trips", \
+        f"the scorer should be called once with the query, got {len(calls)} calls"
+    assert calls[0][1] == [h.text for h in plain], "the scorer should see the top `candidates` chunks by cosine"
+    assert [h.text for h in got] == [plain[-1].text, plain[-2].text], \
+        "with a scorer that reverses the order, the last two cosine hits should come back first"
+
+
+@pytest.mark.slow
+@pytest.mark.task("rerank")
+def test_the_app_reranks_with_lab_03s_cross_encoder(impl, minilm, tmp_path, monkeypatch):
+    """The real re-ranker, imported from lab 03 (loaded from its cache under outputs/, or trained there once,
+    a few CPU minutes): it must rank the passage that answers a help-centre question above distractors, and the
+    app must put its order into the citations."""
+    scorer = impl.load_reranker()
+    question = "how do I descale my kettle"
+    texts = ["Gift cards are valid for three years, online or in store.",
+             "To descale the kettle, fill it with water and citric acid, boil, then rinse twice.",
+             "The router supports Wi-Fi 7 on three bands."]
+    scores = np.asarray(scorer(question, texts))
+    assert scores.shape == (3,) and scores.argmax() == 1, f"expected the descaling passage to score highest: {scores}"
+    client = impl.connect(":memory:")
+    impl.ingest(client, "docs", minilm, dict(DOCS), size=16, overlap=4)
+    reversed_scorer = lambda q, t: -np.asarray(scorer(q, t))  # noqa: E731  the re-ranker's order, upside down
+    app = impl.create_app(client, minilm, impl.ScriptedGenerator(["ok"]), k=1, min_score=0.0, rerank=reversed_scorer)
+    from fastapi.testclient import TestClient
+
+    body = json.dumps({"query": "meal allowance while travelling"})
+    with TestClient(app) as http:
+        stream = http.post("/query", content=body, headers={"content-type": "application/json"}).text
+    cited = json.loads(stream.split("event: citations\ndata: ")[1].split("\n")[0])
+    pool = impl.retrieve(client, "docs", minilm, "meal allowance while travelling", k=20)
+    want = pool[int(np.argmin(scorer("meal allowance while travelling", [h.text for h in pool])))]
+    assert [(c["doc_id"], c["chunk"]) for c in cited] == [(want.doc_id, want.chunk)], \
+        f"the app should cite the chunk the upside-down re-ranker puts first, {want.doc_id}#{want.chunk}, got {cited}"
