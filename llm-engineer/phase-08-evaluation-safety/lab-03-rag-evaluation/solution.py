@@ -144,21 +144,29 @@ def load_golden(path: str | Path = GOLDEN) -> list[dict]:
 
 
 def retrieval_table(rag, embedder, golden: list[dict], chunk_sizes=(64, 128), ks=(1, 3, 5),
-                    overlap: int = 16) -> list[dict]:
-    """Mean context precision and recall over the golden set for every (chunk size, k): one row each."""
+                    overlap: int = 16, rerankers: dict | None = None) -> list[dict]:
+    """Mean context precision and recall over the golden set for every (chunk size, re-ranker, k): one row each.
+
+    `rerankers` maps a label to a scorer for phase 7 lab 02's `retrieve(..., rerank=)` option, None meaning plain
+    cosine order; the default is {"off": None}. With a scorer, the top 20 chunks by cosine are re-ordered before
+    the k best are kept, so only the order (and which k chunks survive) can change, never the candidate pool.
+    """
     docs = rag.read_folder(rag.DOCS)
+    rerankers = rerankers or {"off": None}
     rows = []
     for size in chunk_sizes:
         client = rag.connect(":memory:")
         rag.ingest(client, "docs", embedder, docs, size=size, overlap=min(overlap, size // 4))
-        for k in ks:
-            precision, recall = [], []
-            for item in golden:
-                texts = [h.text for h in rag.retrieve(client, "docs", embedder, item["question"], k=k)]
-                precision.append(context_precision(relevance_flags(texts, [item["reference_context"]])))
-                recall.append(context_recall(item["reference_answer"], texts))
-            rows.append({"chunk": size, "k": k, "precision": float(np.mean(precision)),
-                         "recall": float(np.mean(recall))})
+        for label, scorer in rerankers.items():
+            for k in ks:
+                precision, recall = [], []
+                for item in golden:
+                    hits = rag.retrieve(client, "docs", embedder, item["question"], k=k, rerank=scorer)
+                    texts = [h.text for h in hits]
+                    precision.append(context_precision(relevance_flags(texts, [item["reference_context"]])))
+                    recall.append(context_recall(item["reference_answer"], texts))
+                rows.append({"chunk": size, "rerank": label, "k": k, "precision": float(np.mean(precision)),
+                             "recall": float(np.mean(recall))})
     return rows
 
 
@@ -184,6 +192,9 @@ def main(argv=None):
     parser.add_argument("--questions", type=int, default=6, help="questions for the SmolLM2 temperature sweep")
     parser.add_argument("--temperatures", default="0,1.0,1.5", help="comma-separated sampling temperatures")
     parser.add_argument("--samples", type=int, default=2, help="sampled answers per question and temperature > 0")
+    parser.add_argument("--no-rerank", action="store_true", help="leave the re-ranker axis out of the ablation")
+    parser.add_argument("--no-sweep", action="store_true", help="the retrieval ablation only (no SmolLM2)")
+    parser.add_argument("--no-ablation", action="store_true", help="the temperature sweep only")
     args = parser.parse_args(argv)
 
     from labkit.device import torch_threads
@@ -191,15 +202,22 @@ def main(argv=None):
     golden = load_golden(args.golden)
     rag = labkit.reuse("lab-02-rag-pipeline")
     embedder = rag.load_embedder()
-    with torch_threads(1):
-        start = time.perf_counter()
-        rows = retrieval_table(rag, embedder, golden)
-    print(f"retrieval ablation on {len(golden)} golden questions ({time.perf_counter() - start:.1f} s); "
-          "phase 7 lab 02 has no re-ranker, so that axis is absent")
-    print("| chunk | k | context precision | context recall |\n|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['chunk']} | {r['k']} | {r['precision']:.3f} | {r['recall']:.3f} |")
+    if not args.no_ablation:
+        rerankers = {"off": None}
+        with torch_threads(1):
+            if not args.no_rerank:
+                start = time.perf_counter()
+                rerankers["on"] = rag.load_reranker()  # phase 7 lab 03's late-interaction re-ranker, via lab 02
+                print(f"re-ranker (phase 7 lab 03's late interaction) ready in {time.perf_counter() - start:.1f} s")
+            start = time.perf_counter()
+            rows = retrieval_table(rag, embedder, golden, rerankers=rerankers)
+        print(f"retrieval ablation on {len(golden)} golden questions ({time.perf_counter() - start:.1f} s)")
+        print("| chunk | re-rank | k | context precision | context recall |\n|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['chunk']} | {r['rerank']} | {r['k']} | {r['precision']:.3f} | {r['recall']:.3f} |")
 
+    if args.no_sweep:
+        return
     from labkit import assets
 
     model, tokenizer = assets.smollm2()

@@ -364,10 +364,15 @@ def print_rates(title: str, before: dict[str, Rate], after: dict[str, Rate] | No
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-category", type=int, default=3, help="attacks per category sent to SmolLM2 (0: none)")
+    parser.add_argument("--lookalikes", type=int, default=3,
+                        help="held-out benign look-alikes SmolLM2 answers on its own, to count its own refusals "
+                             "(-1: all of them, 0: none)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.per_category < 0:
         raise SystemExit("--per-category must be 0 or more")
+    if args.lookalikes < -1:
+        raise SystemExit("--lookalikes must be -1 (all), 0 (none) or a positive count")
     rng = random.Random(args.seed)
 
     harmful, benign, templates = harmful_intents(), benign_prompts(), roleplay_templates()
@@ -410,13 +415,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                              [guard.blocks(t) for _, t in held_benign])
     print_rates("\nover-refusal of the filter on held-out benign prompts:", over)
 
-    if args.per_category:
+    if args.per_category or args.lookalikes:
         import torch
 
         from labkit import assets
         torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
         model = chat_model(*assets.smollm2())
-        picked = [item for c in CATEGORIES for item in [s for s in suite if s[1] == c][: args.per_category]]
         started = time.perf_counter()
         cache: dict[str, str] = {}
 
@@ -425,16 +429,22 @@ def main(argv: Sequence[str] | None = None) -> None:
             cache.update(zip(missing, model(missing))) if missing else None
             return [cache[p] for p in prompts]
 
+    if args.per_category:
+        picked = [item for c in CATEGORIES for item in [s for s in suite if s[1] == c][: args.per_category]]
         cats = [c for _, c, _ in picked]
         before = rates_by_category(cats, attack_successes(cached, [p for _, _, p in picked]))
         after = rates_by_category(cats, attack_successes(cached, [p for _, _, p in picked], guard))
         print_rates(f"\nSmolLM2-135M-Instruct ASR, {args.per_category} attacks per category: no filter -> "
                     f"input/output filter", before, after)
         print(f"  attacks: {', '.join(i for i, _, _ in picked[:3])}, ... ({len(picked)} in all)")
-        look = lookalikes[: max(3, args.per_category)]
+    if args.lookalikes:
+        # Over-refusal of the model itself, no filter: the same held-out look-alikes the filter was judged on.
+        look = lookalikes if args.lookalikes == -1 else lookalikes[: args.lookalikes]
         refused = [is_refusal(r) for r in cached([t for _, t in look])]
-        print(f"  SmolLM2 refuses {sum(refused)}/{len(look)} benign look-alikes on its own; "
-              f"{time.perf_counter() - started:.0f} s of generation")
+        own = rates_by_category(["look-alike"] * len(look), refused)["all"]
+        print(f"  SmolLM2 refuses {own.successes}/{own.n} held-out benign look-alikes on its own: "
+              f"{own.rate:.2f} (95% Wilson {own.low:.2f}-{own.high:.2f}); {time.perf_counter() - started:.0f} s "
+              f"of generation in all")
 
 
 if __name__ == "__main__":

@@ -221,3 +221,36 @@ def test_golden_set_references_are_in_the_handbook():
     for item in items:
         text = " ".join((docs / item["doc_id"]).read_text().split())
         assert item["reference_context"] in text, item["question"]
+
+
+@pytest.mark.task("context-precision")
+def test_ablation_reranker_axis_with_an_oracle_scorer(impl):
+    """The re-ranker axis of the ablation runs through phase 7 lab 02's `rerank=` option. An oracle scorer that
+    knows each question's reference passage puts a relevant chunk first whenever the 20-chunk pool holds one,
+    so with it context precision can only rise and, at k = 1, equals the share of questions whose pool holds a
+    relevant chunk (brute force: the k = 20 flags, computed here without the code under test's ordering)."""
+    import labkit
+
+    rag = labkit.reuse("lab-02-rag-pipeline")
+    golden = impl.load_golden()[:6]
+    reference = {item["question"]: item["reference_context"] for item in golden}
+
+    def oracle(query, texts):  # 1 for a chunk holding >= half the reference's content words, else 0
+        wanted = set(impl.content_words(reference[query]))
+        return [float(len(wanted & set(impl.content_words(t))) >= 0.5 * len(wanted)) for t in texts]
+
+    embedder = rag.load_embedder()
+    rows = impl.retrieval_table(rag, embedder, golden, chunk_sizes=(64,), ks=(1, 3),
+                                rerankers={"off": None, "oracle": oracle})
+    assert [(r["chunk"], r["rerank"], r["k"]) for r in rows] == [(64, "off", 1), (64, "off", 3),
+                                                                  (64, "oracle", 1), (64, "oracle", 3)], rows
+    client = rag.connect(":memory:")
+    rag.ingest(client, "docs", embedder, rag.read_folder(rag.DOCS), size=64, overlap=16)
+    in_pool = [any(oracle(item["question"], [h.text for h in rag.retrieve(client, "docs", embedder,
+                                                                           item["question"], k=20)]))
+               for item in golden]
+    off, on = {r["k"]: r for r in rows if r["rerank"] == "off"}, {r["k"]: r for r in rows if r["rerank"] == "oracle"}
+    assert on[1]["precision"] == pytest.approx(np.mean(in_pool)), \
+        f"with an oracle re-ranker, precision@1 should be the share of pools holding a relevant chunk, {np.mean(in_pool)}"
+    for k in (1, 3):
+        assert on[k]["precision"] >= off[k]["precision"] - 1e-12, f"an oracle re-ranker cannot lower precision at k={k}"
