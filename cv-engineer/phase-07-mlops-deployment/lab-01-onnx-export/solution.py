@@ -26,19 +26,29 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import time
+import warnings
+from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                      quantize_dynamic, quantize_static)
+from onnxruntime.transformers.float16 import convert_float_to_float16
 
 import labkit
 from labkit import assets
 
 OUT = labkit.output_dir(__file__)
+ort.set_default_logger_severity(3)  # ORT's C++ log: errors only (it warns when a CPU-specific "all" graph is saved)
 
 # ----------------------------------------------------------------------------------------- data
 
@@ -197,16 +207,415 @@ def trained_model(config: dict = TRAIN_CONFIG, cache_dir: Path | None = None, pr
     return model
 
 
+# ----------------------------------------------------------------------------------------- files
+
+@contextmanager
+def atomic_file(path: Path):
+    """Yield a temporary sibling of `path` (same suffix) to write to; on success it replaces `path` in one
+    os.replace, on error it is removed. Readers never see half an ONNX file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def quiet_logs(*names: str):
+    """Raise the named loggers (default: the root logger) to ERROR inside the block, then restore them.
+    ORT's quantiser and torch's dynamo exporter log advice on every call that a learner need not read twice."""
+    loggers = [logging.getLogger(name) for name in (names or ("",))]
+    before = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, before):
+            logger.setLevel(level)
+
+
+def file_mb(path: Path) -> float:
+    return Path(path).stat().st_size / 1e6
+
+
+# ----------------------------------------------------------------------------------------- 1. export
+
+INPUT_NAME, OUTPUT_NAME = "image", "logits"  # what a serving client will send and read
+OPSET = 17
+
+
+def export_onnx(model: nn.Module, path: Path, example: torch.Tensor, exporter: str = "torchscript",
+                opset: int = OPSET) -> Path:
+    """Export `model` to a single self-contained ONNX file at `path` and return the path.
+
+    Input "image" (batch, 1, 28, 28) and output "logits" (batch, 10), with the batch axis dynamic (a symbolic
+    dimension named "batch_size"), opset `opset`. `example` is one input batch (use a batch > 1: the dynamo
+    exporter specialises sizes 0 and 1). Two exporters:
+      "torchscript": the classic tracer (torch.onnx.export(..., dynamo=False), dynamic_axes=, constant folding);
+      "dynamo":      torch.export + onnxscript (dynamo=True, dynamic_shapes=), weights kept inside the file.
+    """
+    if exporter not in ("torchscript", "dynamo"):
+        raise ValueError(f"exporter must be 'torchscript' or 'dynamo', not {exporter!r}")
+    path = Path(path)
+    with atomic_file(path) as tmp, warnings.catch_warnings(), quiet_logs("torch.onnx", "onnxscript"):
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice and opset-18 upgrade notes
+        # BEGIN SOLUTION [export-onnx] eval() first; name input/output; batch axis 0 dynamic (dynamic_axes for the tracer, dynamic_shapes with a torch.export.Dim for dynamo); weights inside the file.
+        model.eval()
+        if exporter == "torchscript":
+            torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              dynamic_axes={INPUT_NAME: {0: "batch_size"}, OUTPUT_NAME: {0: "batch_size"}},
+                              do_constant_folding=True)
+        else:
+            batch = torch.export.Dim("batch_size", min=1, max=4096)
+            torch.onnx.export(model, (example,), str(tmp), dynamo=True, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              dynamic_shapes=({0: batch},), external_data=False, verbose=False)
+        # END SOLUTION
+    return path
+
+
+# ----------------------------------------------------------------------------------------- 2. validate
+
+def validate_onnx(path: Path) -> dict:
+    """Check an ONNX file and describe it; raise ValueError (one line) when the checker rejects it.
+
+    Returns {"opset": the default domain's opset version,
+             "inputs": {name: dims}, "outputs": {name: dims}   (graph inputs that are not weights),
+             "ops": {op_type: count},
+             "values": {name: dims} for every intermediate value, from shape inference}.
+    dims is a list with an int for a fixed size and the dimension's name (a str) for a symbolic one.
+    """
+    model = onnx.load(str(path))
+    # BEGIN SOLUTION [validate-onnx] onnx.checker.check_model(full_check=True) (ValidationError/InferenceError -> one-line ValueError); infer_shapes; a dim is dim_param when it has one, else dim_value.
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{Path(path).name} is not a valid ONNX model: {first_line}") from None
+    inferred = onnx.shape_inference.infer_shapes(model)
+
+    def dims(value) -> list:
+        return [d.dim_param if d.HasField("dim_param") else d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    weights = {init.name for init in model.graph.initializer}
+    return {"opset": next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+            "inputs": {v.name: dims(v) for v in model.graph.input if v.name not in weights},
+            "outputs": {v.name: dims(v) for v in model.graph.output},
+            "ops": dict(Counter(node.op_type for node in model.graph.node)),
+            "values": {v.name: dims(v) for v in inferred.graph.value_info}}
+    # END SOLUTION
+
+
+# ----------------------------------------------------------------------------------------- 3. parity
+
+def available_providers(preferred=("CUDAExecutionProvider", "CPUExecutionProvider")) -> list[str]:
+    """The preferred execution providers this onnxruntime build has, in order (CPU always last). The CUDA
+    provider needs the separate onnxruntime-gpu package; asking for it on the CPU build only logs a warning."""
+    have = set(ort.get_available_providers())
+    return [p for p in preferred if p in have and p != "CPUExecutionProvider"] + ["CPUExecutionProvider"]
+
+
+def make_session(path: Path, providers=None, level: str | None = None, threads: int | None = None):
+    """An ort.InferenceSession on `path`; `level` is a key of OPT_LEVELS (ORT's default is "all")."""
+    options = ort.SessionOptions()
+    if level is not None:
+        options.graph_optimization_level = OPT_LEVELS[level]
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=providers or available_providers())
+
+
+def torch_logits(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    """PyTorch's reference logits (N, 10) for float input x (N, 1, 28, 28): what ONNX Runtime must reproduce."""
+    # BEGIN SOLUTION [ort-parity] Inference behaviour for BatchNorm and Dropout, no autograd; float32 in, numpy out.
+    model.eval()
+    with torch.inference_mode():
+        return model(torch.as_tensor(np.asarray(x, dtype=np.float32))).numpy()
+    # END SOLUTION
+
+
+def run_onnxruntime(session, x: np.ndarray) -> np.ndarray:
+    """Run an ORT session on x (N, 1, 28, 28) of any float dtype -> logits (N, 10) float32."""
+    # BEGIN SOLUTION [ort-parity] Feed {the session's own input name: x as contiguous float32}; session.run(None, feed) returns a list of outputs.
+    name = session.get_inputs()[0].name
+    return session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+    # END SOLUTION
+
+
+def compare_outputs(reference: np.ndarray, candidate: np.ndarray, rtol: float = 1e-3, atol: float = 1e-4) -> dict:
+    """How far `candidate` is from `reference` (same shape), elementwise.
+
+    Returns {"max_abs": max |c - r|, "max_rel": max |c - r| / max(|r|, 1e-12),
+             "ok": every element has |c - r| <= atol + rtol * |r| (numpy.allclose's rule, relative to the reference),
+             "top1_agreement": share of rows whose argmax matches}.
+    The defaults fit float32 inference of one model on two runtimes: kernels sum in different orders, so expect
+    ~1e-6 relative error, not zero; a gap above 1e-3 means a different computation, not rounding.
+    """
+    reference, candidate = np.asarray(reference, dtype=np.float64), np.asarray(candidate, dtype=np.float64)
+    if reference.shape != candidate.shape:
+        raise ValueError(f"shapes differ: reference {reference.shape} vs candidate {candidate.shape}")
+    # BEGIN SOLUTION [ort-parity] Elementwise |c - r|; the worst element decides; tolerance atol + rtol*|reference|.
+    gap = np.abs(candidate - reference)
+    return {"max_abs": float(gap.max()),
+            "max_rel": float((gap / np.maximum(np.abs(reference), 1e-12)).max()),
+            "ok": bool((gap <= atol + rtol * np.abs(reference)).all()),
+            "top1_agreement": float((candidate.argmax(-1) == reference.argmax(-1)).mean())}
+    # END SOLUTION
+
+
+# ----------------------------------------------------------------------------------------- 4. graph optimisation
+
+# ORT's levels: basic = constant folding, redundant-node removal and fusions that hold on any hardware (e.g.
+# Conv+BatchNorm); extended = fusions into ORT's own kernels (Conv+Relu -> FusedConv, Gemm+Relu -> FusedGemm);
+# all = extended + layout changes for this CPU (NCHWc blocks), so a saved "all" model only suits this machine.
+OPT_LEVELS = {"disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+
+
+def optimize_onnx(src: Path, dst: Path, level: str) -> Path:
+    """Let ONNX Runtime optimise `src` at `level` (a key of OPT_LEVELS) and save the optimised graph to `dst`."""
+    if level not in OPT_LEVELS:
+        raise ValueError(f"unknown optimisation level {level!r}; use one of {', '.join(OPT_LEVELS)}")
+    dst = Path(dst)
+    with atomic_file(dst) as tmp:
+        # BEGIN SOLUTION [optimize-graph] SessionOptions: graph_optimization_level from OPT_LEVELS and optimized_model_filepath; creating the session writes the file.
+        options = ort.SessionOptions()
+        options.graph_optimization_level = OPT_LEVELS[level]
+        options.optimized_model_filepath = str(tmp)
+        ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+        # END SOLUTION
+    return dst
+
+
+def count_nodes(path: Path) -> int:
+    return len(onnx.load(str(path)).graph.node)
+
+
+# ----------------------------------------------------------------------------------------- 5. INT8
+
+def quantize_dynamic_int8(src: Path, dst: Path) -> float:
+    """Dynamic INT8: weights stored as int8 (per tensor), activations quantised on the fly at run time; no
+    calibration. Returns the size ratio dst / src (e.g. 0.26 means the file is about 4x smaller)."""
+    dst = Path(dst)
+    with atomic_file(dst) as tmp, quiet_logs():
+        # BEGIN SOLUTION [quantize-dynamic] onnxruntime.quantization.quantize_dynamic with signed int8 weights, every quantisable op (Conv and the Gemm/MatMul layers); the ratio is new bytes over old bytes.
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+        return tmp.stat().st_size / Path(src).stat().st_size
+        # END SOLUTION
+
+
+def calibration_digits(splits: dict, n: int = 500) -> np.ndarray:
+    """The uint8 digits (n, 28, 28) that static quantisation calibrates activation ranges on."""
+    # BEGIN SOLUTION [quantize-static] Held-out digits that are not the final exam: the test split must stay unseen.
+    return splits["val"][0][:n]
+    # END SOLUTION
+
+
+class DigitCalibrationReader(CalibrationDataReader):
+    """Feeds calibration batches to quantize_static: each get_next() returns {input_name: float32 (b, 1, 28, 28)}
+    prepared exactly as at inference (to_model_input), each digit once, then None; rewind() starts again."""
+
+    def __init__(self, images: np.ndarray, input_name: str = INPUT_NAME, batch_size: int = 50):
+        # BEGIN SOLUTION [quantize-static] Pre-build the feeds: slices of batch_size digits through the same preprocessing as inference; keep a position.
+        self.feeds = [{input_name: to_model_input(images[i:i + batch_size])}
+                      for i in range(0, len(images), batch_size)]
+        self.position = 0
+        # END SOLUTION
+
+    def get_next(self) -> dict | None:
+        # BEGIN SOLUTION [quantize-static] The next feed and advance, or None once all were given.
+        if self.position >= len(self.feeds):
+            return None
+        self.position += 1
+        return self.feeds[self.position - 1]
+        # END SOLUTION
+
+    def rewind(self) -> None:
+        self.position = 0
+
+
+def quantize_static_int8(src: Path, dst: Path, reader: CalibrationDataReader) -> float:
+    """Static INT8 (QDQ format): int8 weights, and activation ranges measured once (MinMax) by running the
+    calibration batches through the model. Returns the size ratio dst / src."""
+    dst = Path(dst)
+    with atomic_file(dst) as tmp, quiet_logs():
+        # BEGIN SOLUTION [quantize-static] quantize_static with the reader, QDQ format, int8 activations and weights, MinMax calibration.
+        quantize_static(str(src), str(tmp), reader, quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+        # END SOLUTION
+    return dst.stat().st_size / Path(src).stat().st_size
+
+
+# ----------------------------------------------------------------------------------------- 6. FP16
+
+def convert_fp16(src: Path, dst: Path) -> Path:
+    """Half-precision weights and activations, with float32 input and output kept (Cast nodes at the edges), so
+    clients still send float32. Uses onnxruntime.transformers.float16 (ships with onnxruntime)."""
+    dst = Path(dst)
+    with atomic_file(dst) as tmp:
+        # BEGIN SOLUTION [convert-fp16] convert_float_to_float16 on the loaded model, keeping the graph's input/output types; save the converted model.
+        half = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+        onnx.save(half, str(tmp))
+        # END SOLUTION
+    return dst
+
+
+# ----------------------------------------------------------------------------------------- 7. TorchScript
+
+def export_torchscript(model: nn.Module, path: Path, example: torch.Tensor, method: str = "trace"):
+    """Save `model` as TorchScript at `path` ("trace": record one run on `example`; "script": compile the
+    Python) and return the module loaded back with torch.jit.load (what a LibTorch C++ program would do)."""
+    if method not in ("trace", "script"):
+        raise ValueError(f"method must be 'trace' or 'script', not {method!r}")
+    path = Path(path)
+    with atomic_file(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch 2.9+ marks torch.jit as deprecated in favour of torch.export
+        # BEGIN SOLUTION [torchscript] eval() first, then torch.jit.trace or torch.jit.script as asked, saved with torch.jit.save.
+        model.eval()
+        compiled = torch.jit.trace(model, example) if method == "trace" else torch.jit.script(model)
+        torch.jit.save(compiled, str(tmp))
+        # END SOLUTION
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.jit.load(str(path))
+
+
+# ----------------------------------------------------------------------------------------- 8. latency
+
+def benchmark(fn, warmup: int = 5, iters: int = 50, clock=time.perf_counter) -> dict:
+    """Latency of fn() in milliseconds: {"p50_ms", "p95_ms", "mean_ms"} over `iters` timed calls that follow
+    `warmup` untimed ones (first calls pay for allocation, caches and kernel selection)."""
+    # BEGIN SOLUTION [latency] Untimed warm-up calls first; time each call alone with clock(); seconds -> ms; numpy percentiles.
+    for _ in range(warmup):
+        fn()
+    times_ms = []
+    for _ in range(iters):
+        start = clock()
+        fn()
+        times_ms.append((clock() - start) * 1e3)
+    times_ms = np.asarray(times_ms)
+    return {"p50_ms": float(np.percentile(times_ms, 50)), "p95_ms": float(np.percentile(times_ms, 95)),
+            "mean_ms": float(times_ms.mean())}
+    # END SOLUTION
+
+
+def throughput_fps(latency_ms: float, batch: int) -> float:
+    """Images per second when one batch of `batch` images takes `latency_ms` milliseconds."""
+    # BEGIN SOLUTION [latency] batch / latency, with the latency in seconds.
+    return batch / (latency_ms / 1e3)
+    # END SOLUTION
+
+
+# ----------------------------------------------------------------------------------------- TensorRT (GPU only)
+
+def tensorrt_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
+
+
+def build_tensorrt_engine(onnx_path: Path, engine_path: Path, fp16: bool = True, max_batch: int = 64) -> Path:
+    """Compile the ONNX file into a TensorRT engine (NVIDIA GPUs only; TensorRT 10 API).
+
+    Not run in this project's environment: TensorRT needs an NVIDIA GPU and the tensorrt package, which the
+    lock does not hold. The code is the path you would run on such a machine."""
+    if not tensorrt_available():
+        raise RuntimeError("TensorRT is not available here: it needs an NVIDIA GPU and `pip install tensorrt`; "
+                           "use ONNX Runtime (this lab) on CPU")
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(Path(onnx_path).read_bytes()):
+        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {parser.get_error(0)}")
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()  # the dynamic batch axis needs a min / usual / max shape
+    profile.set_shape(INPUT_NAME, (1, 1, 28, 28), (8, 1, 28, 28), (max_batch, 1, 28, 28))
+    config.add_optimization_profile(profile)
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    engine = builder.build_serialized_network(network, config)
+    with atomic_file(Path(engine_path)) as tmp:
+        tmp.write_bytes(bytes(engine))
+    return Path(engine_path)
+
+
 # ----------------------------------------------------------------------------------------- demo
+
+def export_all(model: nn.Module, folder: Path, calibration: np.ndarray, progress: bool = False) -> dict[str, Path]:
+    """Every artifact of the lab under `folder`: fp32 ONNX (both exporters), ORT-optimised, INT8 dynamic and
+    static, FP16 and TorchScript. Returns {name: path}."""
+    from tqdm.auto import tqdm
+
+    folder = Path(folder)
+    example = torch.from_numpy(to_model_input(np.zeros((2, 28, 28), np.uint8)))
+    steps = [("fp32", lambda p: export_onnx(model, p, example, "torchscript")),
+             ("fp32_dynamo", lambda p: export_onnx(model, p, example, "dynamo")),
+             ("fp32_ort_optimized", lambda p: optimize_onnx(folder / "fp32.onnx", p, "extended")),
+             ("int8_dynamic", lambda p: quantize_dynamic_int8(folder / "fp32.onnx", p)),
+             ("int8_static", lambda p: quantize_static_int8(folder / "fp32.onnx", p,
+                                                             DigitCalibrationReader(calibration))),
+             ("fp16", lambda p: convert_fp16(folder / "fp32.onnx", p))]
+    paths = {}
+    for name, make in tqdm(steps, desc="export", disable=not progress):
+        paths[name] = folder / f"digit_cnn_{name}.onnx" if name != "fp32" else folder / "fp32.onnx"
+        make(paths[name])
+    paths["torchscript"] = folder / "digit_cnn_torchscript.pt"
+    export_torchscript(model, paths["torchscript"], example)
+    return paths
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args(argv)
+    torch.set_num_threads(1)
     t0 = time.perf_counter()
     model = trained_model(progress=True)
     splits = digit_splits(TRAIN_CONFIG["seed"], TRAIN_CONFIG["n_val"], TRAIN_CONFIG["n_test"])
-    print(f"DigitCNN ready in {time.perf_counter() - t0:.1f} s: history {model.history}")
-    print(f"test accuracy (PyTorch eager): {accuracy(model, *splits['test']):.4f}")
+    print(f"DigitCNN ready in {time.perf_counter() - t0:.1f} s; val accuracy by epoch "
+          f"{[round(h['val_accuracy'], 3) for h in model.history]}")
+    paths = export_all(model, OUT, calibration_digits(splits), progress=True)
+
+    report = validate_onnx(paths["fp32"])
+    print(f"\nvalid ONNX, opset {report['opset']}: inputs {report['inputs']} -> outputs {report['outputs']}")
+    print(f"ops {report['ops']}")
+
+    test_x, test_y = to_model_input(splits["test"][0]), splits["test"][1]
+    print("\nparity with PyTorch (max |diff| of logits):")
+    for name in ("fp32", "fp32_dynamo"):
+        session = make_session(paths[name], threads=1)
+        for batch in (1, 4, 32):
+            diff = compare_outputs(torch_logits(model, test_x[:batch]), run_onnxruntime(session, test_x[:batch]))
+            print(f"  {name:12s} batch {batch:3d}: max_abs {diff['max_abs']:.2e}  ok={diff['ok']}")
+
+    print("\nORT graph optimisation levels (node count):")
+    for level in OPT_LEVELS:
+        optimized = optimize_onnx(paths["fp32"], OUT / f"opt_{level}.onnx", level)
+        print(f"  {level:9s} {count_nodes(optimized):3d} nodes")
+
+    eager = torch_logits(model, test_x)
+    print(f"\n{'model':20s} {'MB':>7s} {'test acc':>9s} {'top-1 = fp32':>13s}")
+    print(f"{'pytorch eager':20s} {'':7s} {(eager.argmax(1) == test_y).mean():9.4f}")
+    for name in ("fp32", "int8_dynamic", "int8_static", "fp16"):
+        logits = run_onnxruntime(make_session(paths[name], threads=1), test_x)
+        print(f"{'ort ' + name:20s} {file_mb(paths[name]):7.3f} {(logits.argmax(1) == test_y).mean():9.4f} "
+              f"{(logits.argmax(1) == eager.argmax(1)).mean():13.4f}")
+    scripted = export_torchscript(model, paths["torchscript"], torch.from_numpy(test_x[:2]))
+    with torch.inference_mode():
+        ts_gap = compare_outputs(eager, scripted(torch.from_numpy(test_x)).numpy())["max_abs"]
+    print(f"TorchScript (traced) max |diff| vs eager: {ts_gap:.2e}")
+    print(f"TensorRT: {'available' if tensorrt_available() else 'not available here (needs an NVIDIA GPU and tensorrt)'}")
+    print(f"\nartifacts in {OUT}; latency table: make bench LAB=cv-engineer/phase-07-mlops-deployment/lab-01-onnx-export")
 
 
 if __name__ == "__main__":
