@@ -1,7 +1,9 @@
 """Fixtures for this lab's tests: subprocesses that always die with the test, whatever happens."""
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,20 +29,24 @@ class Workers:
     @staticmethod
     def wait_for_line(proc: subprocess.Popen, prefix: str, timeout: float) -> list[str]:
         """Read the worker's output until a line starts with `prefix`; fail (with the output) on exit or timeout."""
-        deadline, seen = time.monotonic() + timeout, []
-        os.set_blocking(proc.stdout.fileno(), False)
-        buffer = ""
+        if not hasattr(proc, "lines"):                 # one reader thread per process feeds a queue of lines
+            proc.lines, proc.seen = queue.Queue(), []
+            threading.Thread(target=lambda: [proc.lines.put(line.rstrip("\n")) for line in proc.stdout],
+                             daemon=True).start()
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            chunk = proc.stdout.read() or ""
-            buffer += chunk
-            *lines, buffer = buffer.split("\n")
-            seen += lines
-            if any(line.startswith(prefix) for line in lines):
-                return seen
-            if proc.poll() is not None and not chunk:
-                break
-            time.sleep(0.02)
-        tail = "\n".join((seen + [buffer])[-15:])
+            try:
+                line = proc.lines.get(timeout=0.05)
+            except queue.Empty:
+                if proc.poll() is not None and proc.lines.empty():
+                    time.sleep(0.2)
+                    if proc.lines.empty():
+                        break
+                continue
+            proc.seen.append(line)
+            if line.startswith(prefix):
+                return proc.seen
+        tail = "\n".join(proc.seen[-15:])
         pytest.fail(f"the worker never printed {prefix!r} (exit code {proc.poll()}); its last output:\n{tail}")
 
     def close(self) -> None:
