@@ -13,6 +13,12 @@ training step. The task is single-digit addition ("7+5=" -> "12") with a charact
 so the whole loop runs in seconds on a CPU: a short supervised warm-up gives the policy some correct answers to
 learn from (GRPO cannot learn from groups where every reward is 0), then GRPO raises held-out accuracy.
 DAPO's options are here too: clip-higher (eps_high > eps_low), token-level loss aggregation and dynamic sampling.
+
+The second half distils chain-of-thought: a teacher trained (SFT, then GRPO) to write one reasoning step before the
+answer of a+b+c ("3+4+5=" -> "7+5=12") is sampled on the training sums; rejection sampling keeps the distinct
+traces whose answer and step verify, never a held-out sum (you write the filter); a smaller student is fine-tuned on
+them with plain SFT (you write the targets, with loss on completion tokens only, and the loop), and its held-out
+accuracy is compared with the same student trained on the answers alone (`python solution.py --distill`).
 """
 from __future__ import annotations
 
@@ -113,13 +119,14 @@ def parse_answer(completion: str) -> int | None:
     # END SOLUTION
 
 
-def addition_reward(problems: list[tuple[int, int]], completions: list[str]) -> torch.Tensor:
-    """(N,) float rewards: 1.0 when parse_answer(completion) equals a + b exactly, else 0.0 (unparsable = 0)."""
+def addition_reward(problems: list[tuple[int, ...]], completions: list[str]) -> torch.Tensor:
+    """(N,) float rewards: 1.0 when parse_answer(completion) equals the sum of the problem's numbers exactly
+    (a + b for (a, b), a + b + c for (a, b, c)), else 0.0 (unparsable = 0)."""
     if len(problems) != len(completions):
         raise ValueError(f"need one completion per problem, got {len(problems)} problems and "
                          f"{len(completions)} completions")
-    # BEGIN SOLUTION [verifiable-reward] Exact match of the parsed answer against a + b.
-    return torch.tensor([float(parse_answer(c) == a + b) for (a, b), c in zip(problems, completions)])
+    # BEGIN SOLUTION [verifiable-reward] Exact match of the parsed answer against the sum of the problem's numbers.
+    return torch.tensor([float(parse_answer(c) == sum(nums)) for nums, c in zip(problems, completions)])
     # END SOLUTION
 
 
@@ -327,7 +334,245 @@ def plot_history(history: dict, path) -> None:
     tmp.replace(path)  # atomic
 
 
+# ---------------------------------------------------------------- chain-of-thought distillation
+# The task: sums of three single digits, "3+4+5=". A teacher is taught to write one step of reasoning first,
+# the partial sum rewritten as a two-number problem, then the answer: "3+4+5=" -> "7+5=12". The reward still
+# reads the LAST number (12), so GRPO and rejection sampling work on the trace unchanged. No new symbols needed.
+
+def make_triples(seed: int = 0, held_out: int = 200) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+    """All 1,000 sums a+b+c of single digits, shuffled, split into (train, held-out)."""
+    triples = [(a, b, c) for a in range(10) for b in range(10) for c in range(10)]
+    random.Random(seed).shuffle(triples)
+    return triples[held_out:], triples[:held_out]
+
+
+def triple_prompt(problem: tuple[int, ...]) -> str:
+    return "+".join(map(str, problem)) + "="
+
+
+def triple_prompt_ids(problems: list[tuple[int, ...]]) -> torch.Tensor:
+    """(N, 7): <bos> a + b + c =  (equal lengths, no padding)."""
+    return torch.tensor([[BOS_ID] + encode(triple_prompt(p)) for p in problems])
+
+
+def cot_text(problem: tuple[int, int, int]) -> str:
+    """The reasoning trace the teacher learns to write: partial sum, then the last addition, "7+5=12"."""
+    a, b, c = problem
+    return f"{a + b}+{c}={a + b + c}"
+
+
+def answer_text(problem: tuple[int, ...]) -> str:
+    return str(sum(problem))
+
+
+COT_TOKENS = 8  # longest trace "18+9=27" is 7 symbols, plus <eos>
+
+
+def sft_batch(pairs: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Supervised targets for (prompt, completion) text pairs. Each row is <bos> prompt completion <eos>,
+    right-padded with <pad> to the longest row. Returns (ids, labels, attention_mask), all (N, T):
+    labels equal ids on the completion's tokens and its <eos>, and -100 (ignored by the cross-entropy) on <bos>,
+    the prompt and the padding; attention_mask is 1 on real tokens, 0 on padding. (LlamaForCausalLM shifts the
+    labels itself: position t's logits are scored against labels[t + 1].)"""
+    if not pairs:
+        raise ValueError("sft_batch needs at least one (prompt, completion) pair")
+    # BEGIN SOLUTION [sft-targets] Build each row and its label row side by side; pad both; mask = row is not padding.
+    rows, label_rows = [], []
+    for prompt, completion in pairs:
+        head = [BOS_ID] + encode(prompt)  # carries no loss
+        tail = encode(completion) + [EOS_ID]  # the model learns to write these
+        rows.append(head + tail)
+        label_rows.append([-100] * len(head) + tail)
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [PAD_ID] * (width - len(r)) for r in rows])
+    labels = torch.tensor([r + [-100] * (width - len(r)) for r in label_rows])
+    attention_mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    return ids, labels, attention_mask
+    # END SOLUTION
+
+
+def sft_train(model, pairs: list[tuple[str, str]], steps: int, lr: float = 3e-3, batch_size: int = 32,
+              seed: int = 0) -> list[float]:
+    """Plain SFT on (prompt, completion) pairs: `steps` AdamW steps, each on a batch of `batch_size` pairs drawn
+    with replacement by rng.choice, rng = random.Random(seed); the loss is the model's cross-entropy on
+    sft_batch's labels. Leaves the model in eval mode; returns the loss of every step."""
+    if not pairs:
+        raise ValueError("sft_train needs at least one (prompt, completion) pair; is the distillation set empty?")
+    # BEGIN SOLUTION [distill-student] Sample a batch, sft_batch it, model(..., labels=...).loss, zero_grad/backward/step.
+    rng = random.Random(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        ids, labels, attention_mask = sft_batch([rng.choice(pairs) for _ in range(batch_size)])
+        loss = model(input_ids=ids, attention_mask=attention_mask, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
+    # END SOLUTION
+
+
+def trace_is_valid(problem: tuple[int, int, int], completion: str, check_steps: bool = True) -> bool:
+    """Rejection-sampling filter for one sampled completion. The final answer (the last number) must equal
+    a + b + c. With check_steps, a completion that shows work must show it correctly: it must read exactly
+    "x+y=z" with x = a + b, y = c and z = x + y (a right answer reached through a wrong step is rejected);
+    one that shows no work (no "=") is judged on its answer alone."""
+    # BEGIN SOLUTION [rejection-sampling] Reward first; then, if there is an "=", fullmatch x+y=z and check each number.
+    if parse_answer(completion) != sum(problem):
+        return False
+    if not check_steps or "=" not in completion:
+        return True
+    step = re.fullmatch(r"(\d+)\+(\d+)=(\d+)", completion)
+    if step is None:
+        return False
+    x, y, z = map(int, step.groups())
+    a, b, c = problem
+    return x == a + b and y == c and z == x + y
+    # END SOLUTION
+
+
+def build_distill_set(rows: list[tuple[int, int, int]], completions: list[str], held_out: list[tuple[int, int, int]],
+                      check_steps: bool = True) -> tuple[list[tuple[tuple[int, int, int], str]], dict]:
+    """Rejection sampling: row i is the problem completion i was sampled for. Keep the (problem, completion) pairs
+    that pass trace_is_valid, never one whose problem is held out, each distinct pair once, in order of first
+    appearance. Returns (kept, counts) with counts = {"sampled": all completions, "held_out": completions dropped
+    because their problem is held out, "verified": completions of training problems that pass the filter
+    (duplicates included), "kept": distinct pairs kept, "problems": distinct problems among them}."""
+    if len(rows) != len(completions):
+        raise ValueError(f"need one problem per completion, got {len(rows)} problems and {len(completions)} "
+                         f"completions")
+    # BEGIN SOLUTION [rejection-sampling] One pass: skip held-out rows, filter with trace_is_valid, dedupe with a set.
+    banned = set(held_out)
+    seen, kept = set(), []
+    counts = {"sampled": len(completions), "held_out": 0, "verified": 0, "kept": 0, "problems": 0}
+    for problem, text in zip(rows, completions):
+        if problem in banned:
+            counts["held_out"] += 1
+            continue
+        if not trace_is_valid(problem, text, check_steps):
+            continue
+        counts["verified"] += 1
+        if (problem, text) not in seen:
+            seen.add((problem, text))
+            kept.append((problem, text))
+    counts["kept"] = len(kept)
+    counts["problems"] = len({p for p, _ in kept})
+    return kept, counts
+    # END SOLUTION
+
+
+@torch.no_grad()
+def sample_teacher(teacher, problems: list[tuple[int, int, int]], samples: int, generator: torch.Generator,
+                   temperature: float = 1.0) -> tuple[list[tuple[int, int, int]], list[str]]:
+    """`samples` completions per problem from the teacher: (the problem of each row, the decoded texts)."""
+    teacher.eval()
+    _, completions, _ = sample_completions(teacher, triple_prompt_ids(problems), samples, COT_TOKENS, temperature,
+                                           generator)
+    return [p for p in problems for _ in range(samples)], [decode(c) for c in completions]
+
+
+@torch.no_grad()
+def greedy_texts(model, problems: list[tuple[int, ...]], max_new_tokens: int = COT_TOKENS) -> list[str]:
+    """Greedy completions of "a+b+c=" prompts, decoded up to <eos>."""
+    model.eval()
+    seq = triple_prompt_ids(problems)
+    p = seq.size(1)
+    for _ in range(max_new_tokens):
+        seq = torch.cat([seq, model(input_ids=seq).logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return [decode(row[p:]) for row in seq]
+
+
+def triple_accuracy(model, problems: list[tuple[int, int, int]]) -> float:
+    """Share of problems whose greedy completion's last number is a + b + c (the trace itself is not graded)."""
+    return addition_reward(problems, greedy_texts(model, problems)).mean().item()
+
+
+def train_teacher(train: list[tuple[int, int, int]], held_out: list[tuple[int, int, int]], warmup_steps: int,
+                  grpo_steps: int, seed: int = 0, progress: bool = False) -> tuple[torch.nn.Module, dict]:
+    """The teacher: a tiny Llama (hidden 64, 2 layers) taught the trace format by SFT on the training problems,
+    then improved with GRPO on the same problems (the lab's grpo_step, 8-token completions)."""
+    teacher = tiny_policy(seed=seed)
+    sft_train(teacher, [(triple_prompt(p), cot_text(p)) for p in train], warmup_steps, seed=seed)
+    report = {"after_sft": triple_accuracy(teacher, held_out)}
+    ref = copy.deepcopy(teacher).eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    cfg = GRPOConfig(max_new_tokens=COT_TOKENS, inner_steps=2)
+    opt = torch.optim.AdamW(teacher.parameters(), lr=cfg.lr)
+    rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
+    for _ in tqdm(range(grpo_steps), disable=not progress, desc="teacher GRPO"):
+        grpo_step(teacher, ref, opt, [rng.choice(train) for _ in range(cfg.prompts_per_step)], cfg, gen,
+                  prompts_fn=triple_prompt_ids)
+    report["after_grpo"] = triple_accuracy(teacher, held_out)
+    return teacher, report
+
+
+def compare_students(kept: list[tuple[tuple[int, int, int], str]], held_out: list[tuple[int, int, int]],
+                     seeds: list[int], steps: int, hidden: int = 32, layers: int = 1,
+                     progress: bool = False) -> dict[str, list[float]]:
+    """Held-out accuracy of a smaller student trained `steps` SFT steps on the distilled traces, and of the same
+    student trained the same steps on the same problems with the answer alone ("3+4+5=" -> "12")."""
+    problems = list(dict.fromkeys(p for p, _ in kept))
+    data = {"cot": [(triple_prompt(p), text) for p, text in kept],
+            "answer-only": [(triple_prompt(p), answer_text(p)) for p in problems]}
+    results = {name: [] for name in data}
+    for seed in tqdm(seeds, disable=not progress, desc="students"):
+        for name, pairs in data.items():
+            student = tiny_policy(hidden=hidden, layers=layers, seed=seed)
+            sft_train(student, pairs, steps, seed=seed)
+            results[name].append(triple_accuracy(student, held_out))
+    return results
+
+
 # ---------------------------------------------------------------- demo
+
+def plot_students(results: dict[str, list[float]], teacher_accuracy: float, path) -> None:
+    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    for i, (name, accs) in enumerate(results.items()):
+        ax.scatter([i] * len(accs), accs, alpha=0.7)
+        ax.bar(i, sum(accs) / len(accs), width=0.5, alpha=0.35, label=f"{name} (mean {sum(accs) / len(accs):.2f})")
+    ax.axhline(teacher_accuracy, color="gray", ls="--", label=f"teacher {teacher_accuracy:.2f}")
+    ax.set(xticks=range(len(results)), xticklabels=list(results), ylim=(0, 1.02), ylabel="held-out greedy accuracy",
+           title="student trained on verified traces vs on answers alone")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)  # atomic
+
+
+def distill_demo(args) -> None:
+    train, held_out = make_triples(args.seed, args.held_out)
+    print(f"task: a+b+c with a reasoning trace ({cot_text((3, 4, 5))!r} for 3+4+5=); {len(train)} training sums, "
+          f"{len(held_out)} held-out sums")
+    t0 = time.time()
+    teacher, report = train_teacher(train, held_out, args.teacher_warmup, args.teacher_grpo, args.seed, progress=True)
+    print(f"teacher (hidden 64, 2 layers, {sum(p.numel() for p in teacher.parameters()):,} parameters): held-out "
+          f"greedy accuracy {report['after_sft']:.3f} after {args.teacher_warmup} SFT steps, {report['after_grpo']:.3f} "
+          f"after {args.teacher_grpo} GRPO steps ({time.time() - t0:.1f} s)")
+    rows, texts = sample_teacher(teacher, train, args.samples, torch.Generator().manual_seed(args.seed))
+    kept, counts = build_distill_set(rows, texts, held_out)
+    print(f"rejection sampling: {counts['sampled']} samples ({args.samples} per training sum, T=1), "
+          f"{counts['verified']} verified, {counts['kept']} distinct traces kept for {counts['problems']} sums; "
+          f"e.g. {kept[0][0]} -> {kept[0][1]!r}")
+    seeds = list(range(args.student_seeds))
+    t0 = time.time()
+    results = compare_students(kept, held_out, seeds, args.student_steps, progress=True)
+    student = tiny_policy(hidden=32, layers=1)
+    print(f"students (hidden 32, 1 layer, {sum(p.numel() for p in student.parameters()):,} parameters), "
+          f"{args.student_steps} SFT steps each, held-out greedy accuracy ({time.time() - t0:.1f} s):")
+    for name, accs in results.items():
+        mean = sum(accs) / len(accs)
+        print(f"  {name:12} " + " ".join(f"{a:.3f}" for a in accs) + f"   mean {mean:.3f}  (min {min(accs):.3f}, "
+              f"max {max(accs):.3f}; seeds {seeds[0]}-{seeds[-1]})")
+    path = labkit.output_dir(__file__) / "distill_students.png"
+    plot_students(results, report["after_grpo"], path)
+    print(f"plot: {path.relative_to(labkit.ROOT)}")
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -338,9 +583,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dapo", action="store_true", help="clip-higher 0.28, token-level loss, dynamic sampling")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (1 is fastest on a busy box)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--distill", action="store_true",
+                        help="the distillation half: a+b+c teacher with a reasoning trace -> smaller students")
+    parser.add_argument("--held-out", type=int, default=200, help="--distill: held-out sums of the 1,000 a+b+c")
+    parser.add_argument("--teacher-warmup", type=int, default=300, help="--distill: teacher SFT steps")
+    parser.add_argument("--teacher-grpo", type=int, default=20, help="--distill: teacher GRPO steps")
+    parser.add_argument("--samples", type=int, default=4, help="--distill: teacher samples per training sum")
+    parser.add_argument("--student-steps", type=int, default=300, help="--distill: SFT steps per student")
+    parser.add_argument("--student-seeds", type=int, default=3, help="--distill: students per kind")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.distill:
+        distill_demo(args)
+        return
     train, held_out = make_problems(args.seed)
     policy = tiny_policy(seed=args.seed)
     print(f"policy: tiny Llama, {sum(p.numel() for p in policy.parameters()):,} parameters; "
