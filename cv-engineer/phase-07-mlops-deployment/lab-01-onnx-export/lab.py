@@ -484,7 +484,7 @@ def build_tensorrt_engine(onnx_path: Path, engine_path: Path, fp16: bool = True,
 
 # ----------------------------------------------------------------------------------------- demo
 
-def export_all(model: nn.Module, folder: Path, calibration: np.ndarray, progress: bool = False) -> dict[str, Path]:
+def export_all(model: nn.Module, folder: Path, splits: dict, progress: bool = False) -> dict[str, Path]:
     """Every artifact of the lab under `folder`: fp32 ONNX (both exporters), ORT-optimised, INT8 dynamic and
     static, FP16 and TorchScript. Returns {name: path}."""
     from tqdm.auto import tqdm
@@ -496,7 +496,7 @@ def export_all(model: nn.Module, folder: Path, calibration: np.ndarray, progress
              ("fp32_ort_optimized", lambda p: optimize_onnx(folder / "fp32.onnx", p, "extended")),
              ("int8_dynamic", lambda p: quantize_dynamic_int8(folder / "fp32.onnx", p)),
              ("int8_static", lambda p: quantize_static_int8(folder / "fp32.onnx", p,
-                                                             DigitCalibrationReader(calibration))),
+                                                             DigitCalibrationReader(calibration_digits(splits)))),
              ("fp16", lambda p: convert_fp16(folder / "fp32.onnx", p))]
     paths = {}
     for name, make in tqdm(steps, desc="export", disable=not progress):
@@ -516,7 +516,7 @@ def main(argv: list[str] | None = None) -> None:
     splits = digit_splits(TRAIN_CONFIG["seed"], TRAIN_CONFIG["n_val"], TRAIN_CONFIG["n_test"])
     print(f"DigitCNN ready in {time.perf_counter() - t0:.1f} s; val accuracy by epoch "
           f"{[round(h['val_accuracy'], 3) for h in model.history]}")
-    paths = export_all(model, OUT, calibration_digits(splits), progress=True)
+    paths = export_all(model, OUT, splits, progress=True)
 
     report = validate_onnx(paths["fp32"])
     print(f"\nvalid ONNX, opset {report['opset']}: inputs {report['inputs']} -> outputs {report['outputs']}")
