@@ -158,20 +158,18 @@ def c4_clean(text: str) -> tuple[str | None, str]:
 
 # ------------------------------------------------------------------------------------------ 5. PII
 
-EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-IPV4 = re.compile(rf"(?<![\d.]){OCTET}(?:\.{OCTET}){{3}}(?![\d.]*\d)")
-PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}(?!\w)")
-
-
 def scrub_pii(text: str) -> tuple[str, Counter]:
     """Replace emails by <EMAIL>, IPv4 addresses by <IP> and phone numbers by <PHONE>; return the new text and
     how many of each were replaced (Counter keys "email", "ip", "phone").
 
-    Use the module's EMAIL, IPV4 and PHONE patterns, in that order (emails first: their domains can hold
-    digits; IPs before phones). An IPv4 address has four octets 0-255, so 999.1.1.1 is not one."""
-    # TODO [pii-scrub]: re.subn with each pattern in turn, counting the replacements.
-    raise NotImplementedError('TODO [pii-scrub]: re.subn with each pattern in turn, counting the replacements.')
+    Emails first (their domains can hold digits), then IPs, then phones. What each must catch:
+    email   local part of letters, digits and . _ % + -, then @, a domain with at least one dot, a 2+ letter TLD
+    ip      four dot-separated octets 0-255 (so 999.1.1.1 and version strings such as 1.2.3 are not IPs)
+    phone   an optional +country code, then a 3-digit area code (bare or in parentheses), 3 digits, 4 digits,
+            separated by a space, dot or dash: (555) 013-2468, 555-013-2468, +1 555 013 2468
+    None of them may start or end inside a longer run of digits or letters."""
+    # TODO [pii-scrub]: One regex per kind with word/digit boundaries; an octet is an alternation of ranges; re.subn counts.
+    raise NotImplementedError('TODO [pii-scrub]: One regex per kind with word/digit boundaries; an octet is an alternation of ranges; re.subn counts.')
 
 
 # ------------------------------------------------------------------------------------------ 6. MinHash
@@ -548,9 +546,10 @@ def listing_page(text: str, words_per_line: int = 8) -> str:
 
 
 def edit_words(text: str, n_edits: int, rng: random.Random) -> str:
-    """A near-duplicate: n_edits words replaced at random positions (lines kept)."""
+    """A near-duplicate: n_edits words replaced at random positions (never a line's last word, so every line
+    keeps its closing punctuation)."""
     lines = [line.split(" ") for line in text.split("\n")]
-    spots = [(i, j) for i, line in enumerate(lines) for j in range(len(line))]
+    spots = [(i, j) for i, line in enumerate(lines) for j in range(len(line) - 1)]
     for i, j in rng.sample(spots, n_edits):
         lines[i][j] = rng.choice(["truly", "indeed", "surely", "often", "quite"])
     return "\n".join(" ".join(line) for line in lines)
@@ -599,18 +598,18 @@ def build_corpus(seed: int = 0, n_shakespeare: int = 24) -> list[dict]:
         docs.append({"text": docs[i]["text"], "expect": "exact_dup", "source": "copy"})
     docs.append({"text": "  " + docs[4]["text"].upper().replace(" ", "   ") + "\n", "expect": "exact_dup",
                  "source": "copy"})
-    for i in (6, 7, len(plays) + 3):
-        docs.append({"text": edit_words(docs[i]["text"], 3, rng), "expect": "near_dup", "source": "edit"})
+    for i, edits in ((6, 2), (7, 3), (len(plays) + 3, 1)):   # Jaccard of 5-word shingles 0.92-0.95
+        docs.append({"text": edit_words(docs[i]["text"], edits, rng), "expect": "near_dup", "source": "edit"})
     for i, d in enumerate(docs):
         d["url"] = f"https://example.org/{d['source']}/{i:04d}"
     return docs
 
 
-def write_warc(docs: list[dict], out_dir: str | Path, n_files: int = 4, bad_bytes: bool = True) -> list[Path]:
+def write_warc(docs: list[dict], out_dir: str | Path, n_files: int = 4, bad_byte_doc: int | None = 9) -> list[Path]:
     """Documents as WET `conversion` records, dealt round-robin into n_files gzipped WARC files, each opening
     with a `warcinfo` record and holding one HTTP `response` record too (neither is a page's text). Record ids
-    are <urn:uuid:...> made from the document's position, so sorting by id restores the corpus order. With
-    bad_bytes, the first document carries one invalid UTF-8 byte (as crawled pages do)."""
+    are <urn:uuid:...> made from the document's position, so sorting by id restores the corpus order. Document
+    number `bad_byte_doc` carries one invalid UTF-8 byte, as crawled pages sometimes do."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"crawl-{k:03d}.warc.gz" for k in range(n_files)]
@@ -625,7 +624,7 @@ def write_warc(docs: list[dict], out_dir: str | Path, n_files: int = 4, bad_byte
                                             http_headers=http))
     for i, doc in enumerate(docs):
         payload = doc["text"].encode("utf-8")
-        if bad_bytes and i == 0:
+        if i == bad_byte_doc:
             payload = payload.replace(b" ", b" \xff", 1)
         w = writers[i % n_files]
         headers = {"WARC-Record-ID": f"<urn:uuid:00000000-0000-4000-8000-{i:012d}>",
