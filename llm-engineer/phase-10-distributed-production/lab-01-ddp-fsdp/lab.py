@@ -32,6 +32,7 @@ import functools
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -360,6 +361,23 @@ def print_report(report: dict, reference: list[float], n_params: int, world: int
               f"{want['params']:>9,.0f} {want['grads']:>9,.0f} {want['optimizer']:>9,.0f} ({STAGES[stage]})")
 
 
+def preflight() -> None:
+    """Every task once, in this process, on a one-rank gloo group: an unfinished task stops here with its name
+    (and a hint) before any rank is started."""
+    with tempfile.TemporaryDirectory() as tmp:
+        init_distributed("gloo", init_method=f"file://{tmp}/store", rank=0, world_size=1)
+        try:
+            config = nano.GPTConfig(vocab_size=16, block_size=8, n_layer=1, n_head=2, d_model=16)
+            x = torch.randint(0, 16, (2, 8))
+            for kind in KINDS:
+                model, optimizer = build(kind, config)
+                train_step(model, optimizer, x, x)
+            memory_per_rank(1000, 2, 3, 4, 4, optimizer_bytes_per_param(master_weights=False))
+            ring_allreduce_bytes(1000.0, 2), ring_allgather_bytes(1000.0, 2)
+        finally:
+            dist.destroy_process_group()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
@@ -371,6 +389,7 @@ def main() -> None:
     if "RANK" in os.environ:
         demo_rank(args)
         return
+    preflight()
     here = Path(__file__).resolve()
     print("On N GPUs run:\n  " + torchrun_command(8, str(here.name)).replace(" 8 ", " N ") +
           "\n(backend nccl instead of gloo, each rank on cuda:LOCAL_RANK; the code is the same)")
