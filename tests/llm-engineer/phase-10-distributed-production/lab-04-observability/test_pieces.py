@@ -179,6 +179,7 @@ def test_request_ids_echo_safe_client_ids_and_replace_the_rest(impl):
 
 @pytest.mark.task("logging")
 def test_json_log_lines_carry_the_request_id_and_extras(impl):
+    impl.JsonLogFormatter().format(logging.makeLogRecord({"msg": "probe"}))   # (logging hides a handler's errors)
     stream = io.StringIO()
     logger = impl.json_logger("test.json.logs", stream)
     token = impl.REQUEST_ID.set("req-123")
@@ -274,9 +275,9 @@ def test_ks_statistic_matches_scipy_with_ties(impl, seed):
 
 @pytest.mark.task("drift")
 def test_ks_gap_only_visible_at_the_second_samples_points(impl):
-    a, b = [0.0, 10.0], [5.0, 5.0, 5.0]    # the largest gap (1/2 vs 1) sits at 5, a value only b has
+    a, b = [10.0, 20.0], [0.0, 1.0, 2.0]   # F_b reaches 1 at 2 while F_a is still 0: D = 1, seen only at b's values
     assert impl.ks_statistic(a, b) == pytest.approx(stats.ks_2samp(a, b).statistic)
-    assert impl.ks_statistic(a, b) == pytest.approx(0.5)
+    assert impl.ks_statistic(a, b) == pytest.approx(1.0)
 
 
 def window(rng, n, prompt_mean=30, refusal=0.02):
