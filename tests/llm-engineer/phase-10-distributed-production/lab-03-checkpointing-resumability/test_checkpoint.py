@@ -344,6 +344,7 @@ def test_resume_restores_position_counters_and_learning_rate(impl, tmp_path):
     ([5, 10, 15, 20], 20, 1, 0, [5, 10, 15]),
     ([20, 5, 15, 10], 20, 1, 10, [5, 15]),                 # any order in; multiples of the step, not of the index
     ([10, 20, 30, 40], 20, 1, 0, [10, 30]),                # rolled back: latest names 20, which must survive
+    ([30, 10, 20], None, 1, 0, [10, 20]),                # newest by step, not by position in the list
     ([10], 10, 3, 0, []),
     ([], None, 2, 5, []),
 ])
