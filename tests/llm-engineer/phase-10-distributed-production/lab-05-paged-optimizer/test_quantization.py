@@ -115,6 +115,10 @@ def test_a_block_of_zeros_round_trips_to_zeros(impl):
     back = impl.dequantize_blockwise(codes, absmax, code, 256)
     assert absmax[0] == 0 and torch.isfinite(back).all(), "a block of zeros has absmax 0 and must not produce NaN"
     assert torch.equal(back[:256], torch.zeros(256)), "a block of zeros must come back as zeros"
+    zero = int((code == 0).nonzero())
+    ref_codes, _ = bnb_reference_quantize(x, code)
+    assert (codes[:256] == zero).all() and (ref_codes[:256] == zero).all(), \
+        f"zeros must be stored as the map's 0 entry ({zero}), got codes {codes[:256].unique().tolist()}"
 
 
 @pytest.mark.task("blockwise-quant")
