@@ -72,14 +72,30 @@ def bench_rank(args) -> None:
                 dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)  # a step lasts as long as its slower rank
                 if step:
                     times[name].append(elapsed.item())
+        n_params = sum(p.numel() for p in lab.nano.GPT(config).parameters())
+        comm = allreduce_alone_seconds(n_params, args.rounds)
         if rank == 0:
-            n_params = sum(p.numel() for p in lab.nano.GPT(config).parameters())
-            report(times, sent, n_params, world, args)
+            report(times, sent, n_params, world, args, comm)
     finally:
         dist.destroy_process_group()
 
 
-def report(times: dict, sent: dict, n_params: int, world: int, args) -> None:
+def allreduce_alone_seconds(n_params: int, rounds: int) -> float:
+    """Median time of one all-reduce of all the fp32 gradients, nothing else running: the communication that
+    overlap can hide at most."""
+    flat = torch.ones(n_params)
+    spent = []
+    for _ in range(rounds):
+        dist.barrier()
+        start = time.perf_counter()
+        dist.all_reduce(flat)
+        elapsed = torch.tensor([time.perf_counter() - start])
+        dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
+        spent.append(elapsed.item())
+    return statistics.median(spent)
+
+
+def report(times: dict, sent: dict, n_params: int, world: int, args, comm: float) -> None:
     base = statistics.median(times[BASELINE])
     print(f"\nGPT {args.layers} layers, d_model {args.d_model}, {n_params / 1e6:.2f}M parameters "
           f"({4 * n_params / 2**20:.1f} MiB of fp32 gradients); {world} ranks x {args.batch_size} rows x "
@@ -89,6 +105,8 @@ def report(times: dict, sent: dict, n_params: int, world: int, args) -> None:
     for name in VARIANTS:
         median = statistics.median(times[name])
         print(f"| {name} | {1e3 * median:.1f} | {base / median:.2f}x | {sent[name] / 2**20:.2f} |")
+    print(f"\none all-reduce of all gradients alone: {1e3 * comm:.1f} ms ({100 * comm / base:.0f}% of the "
+          f"no-overlap step): the most that overlap can hide")
 
 
 def main() -> None:
