@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import re
+import secrets
 import sys
 import time
 import uuid
@@ -46,6 +47,7 @@ import numpy as np
 import torch
 from fastapi import Request as HttpRequest   # module level: FastAPI resolves route annotations by name
 from opentelemetry import trace
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Status, StatusCode
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -522,6 +524,20 @@ def usage_of(req) -> dict:
             "total_tokens": len(req.prompt_ids) + len(req.token_times)}
 
 
+class OsRandomIds(IdGenerator):
+    """Trace and span ids from the OS's random source. The SDK's default draws from Python's `random`, so a
+    program that seeds it (a reproducible run, a test) would hand out the same ids again after each reseed."""
+
+    def generate_span_id(self) -> int:
+        return secrets.randbits(64) or 1
+
+    def generate_trace_id(self) -> int:
+        return secrets.randbits(128) or 1
+
+    def is_trace_id_random(self) -> bool:       # W3C trace-context "random" flag: all 128 bits are random
+        return True
+
+
 def tracer_provider_with(exporter):
     """A TracerProvider that hands every ended span to `exporter` at once (SimpleSpanProcessor). In production
     use BatchSpanProcessor with an OTLP exporter to a collector (Jaeger, Tempo, Honeycomb...)."""
@@ -529,7 +545,7 @@ def tracer_provider_with(exporter):
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-    provider = TracerProvider(resource=Resource.create({"service.name": "llm-service"}))
+    provider = TracerProvider(resource=Resource.create({"service.name": "llm-service"}), id_generator=OsRandomIds())
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return provider
 
