@@ -89,8 +89,8 @@ def test_bullet_and_ellipsis_line_fractions(impl):
     assert impl.gopher_reason(three) is None, "3 lines of 10 ending in an ellipsis is exactly 0.3: kept"
     four = lines_doc(10, lambda i, line: (line + " ...  ") if i < 4 else line)
     assert impl.gopher_reason(four) == "ellipsis_lines", "4 of 10 lines end with an ellipsis: dropped"
-    blank = lines_doc(10, lambda i, line: (line + " …\n\n") if i < 3 else line)
-    assert impl.gopher_reason(blank) is None, "empty lines are not lines: still 3 of 10"
+    blank = lines_doc(10, lambda i, line: (line + " …\n") if i < 4 else line)
+    assert impl.gopher_reason(blank) == "ellipsis_lines", "empty lines are not lines: still 4 of 10, not 4 of 14"
 
 
 @pytest.mark.task("gopher")

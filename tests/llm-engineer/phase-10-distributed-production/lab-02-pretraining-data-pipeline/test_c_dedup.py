@@ -185,6 +185,10 @@ def test_candidates_are_verified_and_links_are_transitive(impl):
     clusters = impl.near_duplicate_clusters(sets, {(0, 2), (2, 3), (0, 1), (1, 3)}, 0.8)
     assert clusters == [[0, 2, 3]], \
         f"a~b and b~c make one cluster; the false candidates with the unrelated doc are rejected: got {clusters}"
+    # a star: two variants both linked to the original at index 2 (merge roots, not the documents themselves)
+    star = [b, (base - {f"w{i}" for i in range(50, 56)}) | {f"k{i}" for i in range(6)}, base]
+    clusters = impl.near_duplicate_clusters(star, {(0, 2), (1, 2)}, 0.8)
+    assert clusters == [[0, 1, 2]], f"0~2 and 1~2 put all three in one cluster, got {clusters}"
 
 
 @pytest.mark.task("dedup")
