@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.distributed.checkpoint.state_dict import get_state_dict
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")]  # 1-process load
 
 
 def trained(impl, steps=2, seed=0):
@@ -43,6 +44,7 @@ def test_single_process_round_trip(impl, tmp_path):
     fresh_opt.step()                                                       # the optimizer is usable after loading
 
 
+@pytest.mark.slow                                # two fresh Python processes importing torch: ~30 s under load
 @pytest.mark.task("dcp")
 def test_two_ranks_save_one_process_loads(impl, tmp_path, workers):
     procs = [workers.start("dcp", tmp_path, rank, 2) for rank in range(2)]
