@@ -421,8 +421,8 @@ def compare_students(kept: list[tuple[tuple[int, int, int], str]], held_out: lis
 def plot_students(results: dict[str, list[float]], teacher_accuracy: float, path) -> None:
     fig, ax = plt.subplots(figsize=(6.0, 3.6))
     for i, (name, accs) in enumerate(results.items()):
-        ax.scatter([i] * len(accs), accs, alpha=0.7)
-        ax.bar(i, sum(accs) / len(accs), width=0.5, alpha=0.35, label=f"{name} (mean {sum(accs) / len(accs):.2f})")
+        ax.scatter([i] * len(accs), accs, color=f"C{i}", zorder=3)
+        ax.bar(i, sum(accs) / len(accs), width=0.5, color=f"C{i}", alpha=0.35, label=f"{name} (mean {sum(accs) / len(accs):.2f})")
     ax.axhline(teacher_accuracy, color="gray", ls="--", label=f"teacher {teacher_accuracy:.2f}")
     ax.set(xticks=range(len(results)), xticklabels=list(results), ylim=(0, 1.02), ylabel="held-out greedy accuracy",
            title="student trained on verified traces vs on answers alone")
@@ -450,9 +450,11 @@ def distill_demo(args) -> None:
           f"e.g. {kept[0][0]} -> {kept[0][1]!r}")
     seeds = list(range(args.student_seeds))
     t0 = time.time()
-    results = compare_students(kept, held_out, seeds, args.student_steps, progress=True)
-    student = tiny_policy(hidden=32, layers=1)
-    print(f"students (hidden 32, 1 layer, {sum(p.numel() for p in student.parameters()):,} parameters), "
+    results = compare_students(kept, held_out, seeds, args.student_steps, args.student_hidden, args.student_layers,
+                               progress=True)
+    student = tiny_policy(hidden=args.student_hidden, layers=args.student_layers)
+    print(f"students (hidden {args.student_hidden}, {args.student_layers} layer(s), "
+          f"{sum(p.numel() for p in student.parameters()):,} parameters), "
           f"{args.student_steps} SFT steps each, held-out greedy accuracy ({time.time() - t0:.1f} s):")
     for name, accs in results.items():
         mean = sum(accs) / len(accs)
@@ -480,6 +482,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=4, help="--distill: teacher samples per training sum")
     parser.add_argument("--student-steps", type=int, default=300, help="--distill: SFT steps per student")
     parser.add_argument("--student-seeds", type=int, default=3, help="--distill: students per kind")
+    parser.add_argument("--student-hidden", type=int, default=32, help="--distill: student width")
+    parser.add_argument("--student-layers", type=int, default=1, help="--distill: student depth")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -101,10 +101,11 @@ def test_student_learns_the_traces(impl):
     """Learning outcome: a hidden-32, one-layer student trained 300 SFT steps on the traces of the 800 training
     sums of make_triples(0) answers held-out sums it never saw.
 
-    Measured held-out greedy accuracy (200 sums), student seeds 0-4:
-      default  see the figures recorded below
-      avx2     see the figures recorded below
-    The same student untrained scores 0.000 (it writes no valid answer). The bar is half the worst run.
+    Measured held-out greedy accuracy (200 sums), student seeds 0-4 (seed 0 is this test):
+      default  0.500 0.480 0.670 0.585 0.430
+      avx2     0.500 0.485 0.670 0.585 0.430
+    The same students untrained score 0.000-0.015. The bar, 0.25, sits 0.18 below the worst run and far above
+    an untrained student.
     """
     train, held_out = impl.make_triples(0)
     pairs = [(impl.triple_prompt(p), impl.cot_text(p)) for p in train]
