@@ -770,8 +770,9 @@ def main(argv=None):
     errors = [(s.labels, s.value) for s in families["llm_errors"].samples if s.name == "llm_errors_total"]
     print(f"errors: {errors}")
     spans = exporter.get_finished_spans()
-    root = next(s for s in spans if s.name == "llm.request" and s.attributes["llm.request_id"] == results[0]["id"])
-    print(f"\ntrace of request {results[0]['id']}:")
+    longest = max(results, key=lambda r: r["usage"]["completion_tokens"])
+    root = next(s for s in spans if s.name == "llm.request" and s.attributes["llm.request_id"] == longest["id"])
+    print(f"\ntrace of request {longest['id']} (the longest answer):")
     for s in [root] + sorted((s for s in spans if s.parent and s.parent.span_id == root.context.span_id),
                              key=lambda s: s.start_time):
         attrs = {k: v for k, v in s.attributes.items() if "tokens" in k}

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import time
 from pathlib import Path
 
 import httpx
@@ -226,6 +227,33 @@ def test_rejected_requests_still_end_their_span_with_an_error(burst):
     spans = [s for s in service.exporter.get_finished_spans() if s.attributes.get("llm.request_id") == "bad-top-p"]
     assert len(spans) == 1, "the rejected request's span must be ended (and so exported)"
     assert spans[0].status.status_code == StatusCode.ERROR and "top_p" in spans[0].status.description
+
+
+@pytest.mark.task("tracing")
+def test_a_client_that_hangs_up_mid_stream_ends_its_span_with_an_error(impl, tiny):
+    model, tok = tiny
+    with Service(impl, model, tok, step_delay=0.05) as service:
+        async def hang_up():
+            async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+                body = {"model": MODEL, "prompt": "the cat", "max_tokens": 60, "temperature": 0, "stream": True}
+                async with client.stream("POST", f"{service.url}/v1/completions", json=body,
+                                         headers={"X-Request-ID": "hangs-up"}) as response:
+                    async for line in response.aiter_lines():
+                        if line.startswith("data: {"):
+                            return                        # leave after the first chunk: the connection closes
+        asyncio.run(asyncio.wait_for(hang_up(), 30))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:                # bounded wait for the server to notice
+            spans = [s for s in service.exporter.get_finished_spans()
+                     if s.attributes.get("llm.request_id") == "hangs-up" and s.name == "llm.request"]
+            if spans:
+                break
+            time.sleep(0.05)
+        assert spans, "the span of a request whose client went away must still be ended"
+        assert spans[0].status.status_code == StatusCode.ERROR
+        assert spans[0].attributes["llm.outcome"] == "client_disconnect"
+        f = service.scrape()
+        assert value(f, "llm_errors", "llm_errors_total", reason="client_disconnect") == 1
 
 
 @pytest.mark.task("logging")
