@@ -1,8 +1,8 @@
 """Subprocess helper for the crash and multi-rank tests (not a test module). It loads the implementation under
 test by path (solution.py or lab.py, with LABKIT_MISTAKE applied when set) and does one job:
 
-  atomic PATH        rewrite PATH with 4 MiB through atomic_write_bytes, slowly, printing WRITING mid-way
-  save RUN_DIR       save checkpoint 1 of a seed-0 model, then checkpoint 2 slowly, printing WRITING mid-way
+  atomic PATH        rewrite PATH with 4 MiB through atomic_write_bytes, stalling after the first 64 KiB chunk
+  save RUN_DIR       save checkpoint 1 of a seed-0 model, then stall inside checkpoint 2's first write
   dcp OUT RANK WORLD one rank of the sharded DCP save (gloo over a file store in OUT)
 """
 import sys
@@ -18,8 +18,10 @@ LAB = "llm-engineer/phase-10-distributed-production/lab-03-checkpointing-resumab
 
 
 def slow(written: int) -> None:
+    """Stall after the first chunk: the test SIGKILLs the process here, so however loaded the machine is, the
+    kill lands mid-write (the fixture kills it at teardown if the test never does)."""
     print(f"WRITING {written}", flush=True)
-    time.sleep(0.5)
+    time.sleep(120)
 
 
 def main() -> None:
