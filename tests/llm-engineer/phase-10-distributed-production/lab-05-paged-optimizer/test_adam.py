@@ -149,8 +149,9 @@ def test_small_tensors_keep_fp32_state(impl):
 
 @pytest.mark.task("adam-8bit")
 def test_8bit_training_converges_like_fp32(impl):
-    # Final full-data MSE after 150 steps, 8-bit / fp32, measured over seeds 0-4 and kernel sets default/avx2:
-    # ours 0.97-1.06, bitsandbytes' Adam8bit 0.97-1.07. Tolerance: within 20% of fp32 Adam, and ours within 15% of bnb's.
+    # Final full-data MSE after 150 steps (about 0.8% of the starting loss), measured over seeds 0-4 of this setup and
+    # kernel sets default/avx2: ours / fp32 Adam 0.966-0.976, bitsandbytes' Adam8bit / fp32 0.965-0.976, ours / bnb's
+    # 0.9993-1.0022. Tolerance: within 20% of fp32 Adam, and within 3% of bitsandbytes'.
     x, y = impl.regression_task(0, n=256)
     finals = {}
     for kind in ("torch", "8bit", "bnb8"):
@@ -162,4 +163,4 @@ def test_8bit_training_converges_like_fp32(impl):
     ratio = finals["8bit"] / finals["torch"]
     assert 0.8 <= ratio <= 1.2, f"8-bit final loss {finals['8bit']:.5f} vs fp32 {finals['torch']:.5f} (ratio {ratio:.3f}, expected 0.8-1.2)"
     vs_bnb = finals["8bit"] / finals["bnb8"]
-    assert 0.85 <= vs_bnb <= 1.15, f"ours {finals['8bit']:.5f} vs bitsandbytes {finals['bnb8']:.5f} (ratio {vs_bnb:.3f})"
+    assert 0.97 <= vs_bnb <= 1.03, f"ours {finals['8bit']:.5f} vs bitsandbytes {finals['bnb8']:.5f} (ratio {vs_bnb:.3f})"
