@@ -518,7 +518,7 @@ def build_app(model, tokenizer, *, model_name: str, limits=None, max_waiting: in
 
     def fail(span, req, reason: str, status: int, message: str):
         metrics["errors"].labels(reason=reason, status=str(status)).inc()
-        metrics["requests"].labels(outcome=reason).inc()
+        observe_request(metrics, req, reason)             # the tokens it did get were still computed (and paid for)
         record_stage_spans(tracer, span, req)
         close_request_span(span, reason, prompt_tokens=len(req.prompt_ids),
                            completion_tokens=len(req.token_times), error=message)

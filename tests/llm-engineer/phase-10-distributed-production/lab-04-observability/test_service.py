@@ -254,6 +254,9 @@ def test_a_client_that_hangs_up_mid_stream_ends_its_span_with_an_error(impl, tin
         assert spans[0].attributes["llm.outcome"] == "client_disconnect"
         f = service.scrape()
         assert value(f, "llm_errors", "llm_errors_total", reason="client_disconnect") == 1
+        assert value(f, "llm_requests", "llm_requests_total", outcome="client_disconnect") == 1
+        assert value(f, "llm_generated_tokens", "llm_generated_tokens_total") >= 1, \
+            "the tokens a request got before its client left were computed: count them"
 
 
 @pytest.mark.task("logging")
