@@ -44,6 +44,7 @@ import time
 from collections import Counter, defaultdict
 from contextlib import redirect_stderr
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +240,7 @@ def s_curve(s: float | np.ndarray, bands: int, rows: int) -> float | np.ndarray:
     raise NotImplementedError('TODO [lsh]: One band matches when all its rows match; the pair is a candidate unless every band misses.')
 
 
+@lru_cache(maxsize=32)
 def lsh_params(threshold: float, num_perm: int = NUM_PERM, fp_weight: float = 0.5,
                fn_weight: float = 0.5) -> tuple[int, int]:
     """(bands, rows) with bands * rows <= num_perm that minimise the weighted area of false positives (S-curve
@@ -450,7 +452,7 @@ class DedupAndShard(PipelineStep):
 
 def run_datatrove(warc_dir: str | Path, work_dir: str | Path, tasks: int = 2, workers: int = 1,
                   shard_tokens: int = 4096, quiet: bool = True) -> dict:
-    """Stage 1 (tasks in parallel): read -> language -> Gopher -> C4 -> JSONL. Stage 2 (one task): dedup, PII,
+    """Stage 1 (`tasks` tasks, `workers` processes at a time): read -> language -> Gopher -> C4 -> JSONL. Stage 2 (one task): dedup, PII,
     shards. Returns {"kept_ids", "stats" (datatrove's merged per-step stats), "shards_dir"}. Logs, stats and
     completion markers go under work_dir/logs: a rerun skips finished tasks (datatrove's own resumability)."""
     from datatrove.pipeline.readers import JsonlReader
@@ -461,12 +463,14 @@ def run_datatrove(warc_dir: str | Path, work_dir: str | Path, tasks: int = 2, wo
     filter_stage = LocalPipelineExecutor(
         pipeline=[WetReader(str(warc_dir), glob_pattern="*.warc.gz"), LanguageBlock(), GopherBlock(), C4Block(),
                   JsonlWriter(str(work / "filtered"), compression=None)],
-        tasks=tasks, workers=workers, logging_dir=str(work / "logs/filter"))
+        tasks=tasks, workers=workers, logging_dir=str(work / "logs/filter"),
+        start_method="fork")   # workers inherit this module (it is loaded by path, so a fresh process could not import it)
     dedup_stage = LocalPipelineExecutor(
         pipeline=[JsonlReader(str(work / "filtered"), compression=None), DedupAndShard(str(work / "shards"),
                                                                                         shard_tokens),
                   PIIBlock(), JsonlWriter(str(work / "final"), compression=None)],
         tasks=1, workers=1, logging_dir=str(work / "logs/dedup"), depends=filter_stage)
+    detect_language("warm up")      # load py3langid's model once; forked workers inherit it
     sink = io.StringIO() if quiet else sys.stderr
     logger.remove()                 # loguru's default handler holds the real stderr
     logger.add(sink, level="INFO")
@@ -744,7 +748,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", help="output directory (default: the lab's outputs/)")
     parser.add_argument("--shard-tokens", type=int, default=4096)
     parser.add_argument("--throttle", type=float, default=0.0)
-    parser.add_argument("--tasks", type=int, default=3)
+    parser.add_argument("--tasks", type=int, default=4, help="datatrove tasks (the archive has 4 files)")
+    parser.add_argument("--workers", type=int, default=2, help="datatrove worker processes")
     args = parser.parse_args(argv)
     if args.command == "shard":
         return shard_command(args)
@@ -767,11 +772,11 @@ def main(argv: list[str] | None = None) -> None:
     print("first 40 tokens decoded:", repr(enc.decode(tokens[:40].tolist())))
 
     start = time.perf_counter()
-    result = run_datatrove(out / "warc", out / "datatrove", tasks=args.tasks, workers=1,
+    result = run_datatrove(out / "warc", out / "datatrove", tasks=args.tasks, workers=args.workers,
                            shard_tokens=args.shard_tokens)
     same = sorted(result["kept_ids"]) == sorted(d["id"] for d in kept)
     dt_tokens = load_tokens(result["shards_dir"])
-    print(f"\ndatatrove: {args.tasks} tasks, {len(result['kept_ids'])} documents kept in "
+    print(f"\ndatatrove: {args.tasks} tasks on {args.workers} workers, {len(result['kept_ids'])} documents kept in "
           f"{time.perf_counter() - start:.1f} s; same documents as the plain run: {same}; "
           f"identical token stream: {np.array_equal(dt_tokens, tokens)}")
     for step in result["stats"]["filter"]:

@@ -155,8 +155,8 @@ def test_candidates_equal_datasketch_lsh_queries(impl):
 @pytest.mark.task("dedup")
 def test_exact_duplicates_after_normalization(impl):
     texts = ["a b", "A  b\n", "c", "a b", "a  c", "C"]
-    assert impl.exact_duplicates(texts) == [1, 3, 5], \
-        f"later copies (case and whitespace ignored) are duplicates, the first is kept: got {impl.exact_duplicates(texts)}"
+    got = impl.exact_duplicates(texts)
+    assert got == [1, 3, 5], f"later copies (case and whitespace ignored) are duplicates, the first is kept: got {got}"
     assert impl.exact_duplicates([]) == []
 
 
