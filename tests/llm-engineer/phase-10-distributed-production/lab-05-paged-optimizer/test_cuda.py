@@ -39,8 +39,9 @@ def test_paged_adamw8bit_keeps_state_out_of_the_allocator_and_matches(impl):
     for i, g in enumerate(grads(start.shape, 5)):
         plain.grad = g.cuda()
         opt_plain.step()
-        before = torch.cuda.memory_allocated()
         paged.grad = g.cuda()
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
         opt_paged.step()
         if i == 0:
             grown = torch.cuda.memory_allocated() - before
