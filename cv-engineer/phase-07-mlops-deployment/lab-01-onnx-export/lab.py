@@ -266,6 +266,7 @@ def export_onnx(model: nn.Module, path: Path, example: torch.Tensor, exporter: s
         raise ValueError(f"exporter must be 'torchscript' or 'dynamo', not {exporter!r}")
     path = Path(path)
     with atomic_file(path) as tmp, warnings.catch_warnings(), quiet_logs("torch.onnx", "onnxscript"):
+        # write to `tmp`: atomic_file moves it to its final path when the block ends without error
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice and opset-18 upgrade notes
         # TODO [export-onnx]: eval() first; name input/output; batch axis 0 dynamic (dynamic_axes for the tracer, dynamic_shapes with a torch.export.Dim for dynamo); weights inside the file.
         raise NotImplementedError('TODO [export-onnx]: eval() first; name input/output; batch axis 0 dynamic (dynamic_axes for the tracer, dynamic_shapes with a torch.export.Dim for dynamo); weights inside the file.')
@@ -352,6 +353,7 @@ def optimize_onnx(src: Path, dst: Path, level: str) -> Path:
         raise ValueError(f"unknown optimisation level {level!r}; use one of {', '.join(OPT_LEVELS)}")
     dst = Path(dst)
     with atomic_file(dst) as tmp:
+        # write to `tmp`: atomic_file moves it to its final path when the block ends without error
         # TODO [optimize-graph]: SessionOptions: graph_optimization_level from OPT_LEVELS and optimized_model_filepath; creating the session writes the file.
         raise NotImplementedError('TODO [optimize-graph]: SessionOptions: graph_optimization_level from OPT_LEVELS and optimized_model_filepath; creating the session writes the file.')
     return dst
@@ -368,6 +370,7 @@ def quantize_dynamic_int8(src: Path, dst: Path) -> float:
     calibration. Returns the size ratio dst / src (e.g. 0.26 means the file is about 4x smaller)."""
     dst = Path(dst)
     with atomic_file(dst) as tmp, quiet_logs():
+        # write to `tmp`: atomic_file moves it to its final path when the block ends without error
         # TODO [quantize-dynamic]: onnxruntime.quantization.quantize_dynamic with signed int8 weights, every quantisable op (Conv and the Gemm/MatMul layers); the ratio is new bytes over old bytes.
         raise NotImplementedError('TODO [quantize-dynamic]: onnxruntime.quantization.quantize_dynamic with signed int8 weights, every quantisable op (Conv and the Gemm/MatMul layers); the ratio is new bytes over old bytes.')
 
@@ -399,6 +402,7 @@ def quantize_static_int8(src: Path, dst: Path, reader: CalibrationDataReader) ->
     calibration batches through the model. Returns the size ratio dst / src."""
     dst = Path(dst)
     with atomic_file(dst) as tmp, quiet_logs():
+        # write to `tmp`: atomic_file moves it to its final path when the block ends without error
         # TODO [quantize-static]: quantize_static with the reader, QDQ format, int8 activations and weights, MinMax calibration.
         raise NotImplementedError('TODO [quantize-static]: quantize_static with the reader, QDQ format, int8 activations and weights, MinMax calibration.')
     return dst.stat().st_size / Path(src).stat().st_size
@@ -411,6 +415,7 @@ def convert_fp16(src: Path, dst: Path) -> Path:
     clients still send float32. Uses onnxruntime.transformers.float16 (ships with onnxruntime)."""
     dst = Path(dst)
     with atomic_file(dst) as tmp:
+        # write to `tmp`: atomic_file moves it to its final path when the block ends without error
         # TODO [convert-fp16]: convert_float_to_float16 on the loaded model, keeping the graph's input/output types; save the converted model.
         raise NotImplementedError("TODO [convert-fp16]: convert_float_to_float16 on the loaded model, keeping the graph's input/output types; save the converted model.")
     return dst
@@ -425,6 +430,7 @@ def export_torchscript(model: nn.Module, path: Path, example: torch.Tensor, meth
         raise ValueError(f"method must be 'trace' or 'script', not {method!r}")
     path = Path(path)
     with atomic_file(path) as tmp, warnings.catch_warnings():
+        # write to `tmp`: atomic_file moves it to its final path when the block ends without error
         warnings.simplefilter("ignore")  # torch 2.9+ marks torch.jit as deprecated in favour of torch.export
         # TODO [torchscript]: eval() first, then torch.jit.trace or torch.jit.script as asked, saved with torch.jit.save.
         raise NotImplementedError('TODO [torchscript]: eval() first, then torch.jit.trace or torch.jit.script as asked, saved with torch.jit.save.')
