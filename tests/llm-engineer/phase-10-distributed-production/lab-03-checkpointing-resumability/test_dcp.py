@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch.distributed.checkpoint.state_dict import get_state_dict
 
-pytestmark = [pytest.mark.usefixtures("one_thread"),
-              pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")]  # 1-process load
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trained(impl, steps=2, seed=0):
