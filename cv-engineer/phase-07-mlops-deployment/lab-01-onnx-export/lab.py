@@ -26,6 +26,7 @@ them: `labkit.reuse("lab-01-onnx-export")` gives `DigitCNN`, `TRAIN_CONFIG`, `di
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -59,13 +60,19 @@ ort.set_default_logger_severity(3)  # ORT's C++ log: errors only (it warns when 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the usual MNIST pixel statistics (pixels scaled to 0-1 first)
 
 
+@functools.lru_cache(maxsize=4)
+def _shuffled_digits(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decoding the packaged digits takes a few CPU seconds: once per process and seed."""
+    return assets.mnist_digits(seed)
+
+
 def digit_splits(seed: int = 0, n_val: int = 500, n_test: int = 1000) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The 5,000 packaged MNIST digits, shuffled with `seed`, cut into train / val / test.
 
     Returns {"train": (images, labels), "val": ..., "test": ...} with images uint8 (N, 28, 28) and labels int64 (N,).
     val is for choosing things (and for calibrating a quantiser); test is only ever for the final number.
     """
-    images, labels = assets.mnist_digits(seed)
+    images, labels = (a.copy() for a in _shuffled_digits(seed))  # copies: callers may modify theirs
     if n_val + n_test >= len(labels):
         raise ValueError(f"n_val + n_test = {n_val + n_test} leaves no training digits out of {len(labels)}")
     cut_test, cut_val = len(labels) - n_test, len(labels) - n_test - n_val
