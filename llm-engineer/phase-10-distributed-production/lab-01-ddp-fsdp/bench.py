@@ -89,6 +89,8 @@ def allreduce_alone_seconds(n_params: int, rounds: int) -> float:
         dist.barrier()
         start = time.perf_counter()
         dist.all_reduce(flat)
+        if torch.cuda.is_available() and dist.get_backend() == "nccl":
+            torch.cuda.synchronize()
         elapsed = torch.tensor([time.perf_counter() - start])
         dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
         spent.append(elapsed.item())
@@ -124,7 +126,8 @@ def main() -> None:
         bench_rank(args)
         return
     here = Path(__file__).resolve()
-    print(f"On N GPUs: torchrun --standalone --nproc_per_node N {here.name} --backend nccl")
+    print(f"On N GPUs: torchrun --standalone --nproc_per_node N {here.name} --backend nccl\n"
+          "(nccl instead of gloo, each rank on cuda:LOCAL_RANK with CUDA-synchronised timers; the code is the same)")
     print(f"Here: torchrun --standalone --nproc_per_node {args.nproc} {here.name} --backend gloo")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc),
                str(here), *sys.argv[1:]]

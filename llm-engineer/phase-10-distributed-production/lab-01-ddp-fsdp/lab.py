@@ -253,7 +253,7 @@ def ring_allgather_bytes(payload_bytes: float, world_size: int) -> float:
 def global_batch(data: torch.Tensor, block_size: int, batch_size: int, step: int, seed: int = 0):
     """The same (x, y) batch of `batch_size` windows on every rank for a given step: (B, T) each."""
     gen = torch.Generator().manual_seed(seed * 100_003 + step)
-    starts = torch.randint(len(data) - block_size - 1, (batch_size,), generator=gen)
+    starts = torch.randint(len(data) - block_size - 1, (batch_size,), generator=gen, device="cpu")
     x = torch.stack([data[s:s + block_size] for s in starts])
     y = torch.stack([data[s + 1:s + 1 + block_size] for s in starts])
     return x, y
