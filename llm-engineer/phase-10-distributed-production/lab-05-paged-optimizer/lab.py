@@ -281,7 +281,10 @@ class MemmapPageStore:
         self.dirty.add(key)
 
     def fetch(self, key: str) -> dict:
-        """The resident tensors of page `key` (most recently used from now on)."""
+        """The resident tensors of page `key` (most recently used from now on).
+
+        Keeps `resident` in least-recently-used order, and `resident_bytes` / `peak_resident_bytes` up to date.
+        """
         if key not in self.specs:
             raise KeyError(f"page {key!r} was never registered")
         # TODO [paged-store]: A hit only refreshes recency. On a miss, evict from the least recently used end until the page fits the budget, then read it and count its bytes.
