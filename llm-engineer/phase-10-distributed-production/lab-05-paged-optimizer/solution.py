@@ -566,11 +566,15 @@ def main(argv=None):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(7, 4))
+        fig, (ax, ratio) = plt.subplots(1, 2, figsize=(12, 4))
+        base = np.array(rows["torch"])
         for kind, losses in rows.items():
             ax.plot(losses, label=kind)
+            ratio.plot(np.array(losses) / base, label=kind)
         ax.set_yscale("log"), ax.set_xlabel("step"), ax.set_ylabel("full-data MSE"), ax.legend()
         ax.set_title("Adam fp32 vs 8-bit (ours and bitsandbytes) vs paged")
+        ratio.set_xlabel("step"), ratio.set_ylabel("loss / torch.optim.Adam's loss"), ratio.legend()
+        ratio.set_title("the same runs, relative to fp32 Adam")
         fig.tight_layout()
         out = labkit.output_dir(__file__)
         fig.savefig(out / "loss_curves.png", dpi=120)
