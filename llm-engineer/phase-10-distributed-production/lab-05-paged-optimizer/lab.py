@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 import labkit
 
-# bitsandbytes 0.50 quantizes optimizer states in blocks of 256 values (releases before 0.42 used 2048), and
+# bitsandbytes 0.50 quantizes optimizer states in blocks of 256 values (older releases used 2048), and
 # keeps tensors with fewer than 4096 elements (biases, norms) in float32: their state is tiny anyway.
 BLOCKSIZE = 256
 MIN_8BIT_SIZE = 4096
