@@ -6,6 +6,7 @@ process group at the end, with a check that nothing of it is left. Every test wo
 The reference models (one trained DigitCNN, one untrained) come from lab 01 directly, not from this lab's code."""
 import atexit
 import os
+import shutil
 import socket
 import uuid
 from types import SimpleNamespace
@@ -114,6 +115,7 @@ def pytest_unconfigure(config):
     with socket.socket() as s:   # nothing listens on the port any more (TIME_WAIT leftovers are fine)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", running.port))
+    shutil.rmtree(running.root, ignore_errors=True)
 
 
 def _in_group(proc, pgid: int) -> bool:
