@@ -2,9 +2,11 @@
 (simulated inside the writer and by killing a real process) and resuming to bytes identical to a clean run."""
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -145,14 +147,20 @@ def test_a_killed_process_resumes_to_identical_bytes(impl, enc, texts, tmp_path,
             f"{str(docs)!r}, '--out', {str(tmp_path / 'run')!r}, '--shard-tokens', '60', '--throttle', '0.4'])")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in iter(proc.stdout.readline, "")] + [lines.put("")],
+                     daemon=True).start()
     try:
         deadline = time.monotonic() + 90
-        line = ""
-        while time.monotonic() < deadline and not line.startswith("shard 2"):
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None:
+        line = None
+        while line is None or not line.startswith("shard 2"):
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail("the shard command did not report shard 2 within 90 s")
+            if line == "":
+                proc.wait(timeout=30)
                 pytest.fail(f"the shard command exited early: {proc.stderr.read()[-800:]}")
-        assert line.startswith("shard 2"), "the shard command did not report shard 2 within 90 s"
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
