@@ -31,13 +31,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from email.parser import BytesParser
-from email.policy import HTTP
 from pathlib import Path
 
 import cv2
 import numpy as np
-from fastapi import Request as HttpRequest   # module level: FastAPI resolves route annotations by name
+from fastapi import File, UploadFile          # module level: FastAPI resolves route annotations by name
+from fastapi import Request as HttpRequest
 
 import labkit
 
@@ -282,18 +281,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum()
 
 
-def form_file(body: bytes, content_type: str) -> tuple[bytes, str | None]:
-    """The part named "file" of a multipart/form-data body -> (its bytes, its declared content type). Parsed
-    with the standard library's MIME parser (the body is a MIME message once its Content-Type header is added)."""
-    if not content_type.lower().startswith("multipart/form-data") or "boundary=" not in content_type:
-        raise ImageError("send multipart/form-data with the image in a part named 'file'", 400)
-    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
-    for part in message.iter_parts() if message.is_multipart() else []:
-        if part.get_param("name", header="content-disposition") == "file":
-            return part.get_payload(decode=True) or b"", part.get("content-type")
-    raise ImageError("no part named 'file' in the form; upload the image as file=@digit.png", 400)
-
-
 def build_app(session, *, max_batch: int = 32, max_wait_ms: float = 5.0, max_bytes: int = MAX_BYTES,
               delay_s: float = 0.0):
     """The FastAPI app around one ORT session. `delay_s` adds a pause to every model call (tests and demos of
@@ -343,18 +330,16 @@ def build_app(session, *, max_batch: int = 32, max_wait_ms: float = 5.0, max_byt
             metrics.in_flight.dec()
 
     @app.post("/predict")
-    async def predict_upload(http: HttpRequest):
-        body = await http.body()
-        if len(body) > max_bytes + 64 * 1024:   # refuse before parsing: the form cannot hold an allowed image
+    async def predict_upload(file: UploadFile | None = File(None)):
+        # BEGIN SOLUTION [endpoints] The image's type is the one its form part declares (file.content_type), not the request's multipart header; read at most max_bytes + 1 so an oversized file is caught without trusting any length header.
+        if file is None:
+            metrics.requests.labels(status="400").inc()
+            return error_response("no part named 'file' in the form; upload the image as file=@digit.png", 400)
+        data = await file.read(max_bytes + 1)          # one byte past the limit is enough to know it is over
+        if len(data) > max_bytes:
             metrics.requests.labels(status="413").inc()
-            return error_response(f"the upload is {len(body)} bytes, over the {max_bytes}-byte image limit", 413)
-        # BEGIN SOLUTION [endpoints] The image's type is the one its form part declares, not the request's multipart header.
-        try:
-            data, part_type = form_file(body, http.headers.get("content-type", ""))
-        except ImageError as exc:
-            metrics.requests.labels(status=str(exc.status)).inc()
-            return error_response(str(exc), exc.status)
-        return await answer(data, part_type)
+            return error_response(f"the upload is over the {max_bytes}-byte image limit; send a smaller file", 413)
+        return await answer(data, file.content_type)
         # END SOLUTION
 
     @app.post("/predict/base64")
