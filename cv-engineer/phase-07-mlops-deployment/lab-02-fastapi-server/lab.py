@@ -41,6 +41,7 @@ from fastapi import File, UploadFile          # module level: FastAPI resolves r
 from fastapi import Request as HttpRequest
 
 import labkit
+from labkit.serving import RunningServer as _LoopbackServer
 
 onnx_lab = labkit.reuse("lab-01-onnx-export")   # the digit CNN, its training cache, export_onnx, make_session
 
@@ -300,41 +301,11 @@ def build_app(session, *, max_batch: int = 32, max_wait_ms: float = 5.0, max_byt
     return app
 
 
-class RunningServer:
-    """uvicorn on a background thread, on a loopback socket bound up front (so the port is free and known).
-    As a context manager it always asks uvicorn to exit and joins the thread, even after a failure. uvicorn's
-    exit is graceful: it stops accepting, waits up to `grace_s` for in-flight requests, then runs the shutdown."""
+class RunningServer(_LoopbackServer):
+    """labkit's loopback uvicorn server with this service's settings: 10 s of grace for in-flight requests."""
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0, grace_s: float = 10.0):
-        import uvicorn
-
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind((host, port))
-        self.url = f"http://{host}:{self.socket.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=grace_s,
-                                access_log=False, backlog=256)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True,
-                                       name="uvicorn")
-
-    def __enter__(self) -> "RunningServer":
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                self.__exit__()
-                raise RuntimeError("uvicorn did not start within 30 s; see the log above")
-            time.sleep(0.02)
-        return self
-
-    def shutdown(self, timeout: float = 20) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=timeout)
-
-    def __exit__(self, *exc) -> None:
-        self.shutdown()
-        self.socket.close()
+        super().__init__(app, host, port, grace_s=grace_s, backlog=256)
 
 
 # ---------------------------------------------------------------------------------------------- demo

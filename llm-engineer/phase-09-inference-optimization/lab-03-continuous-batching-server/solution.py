@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from fastapi import Request as HttpRequest   # module level: FastAPI resolves route annotations by name
 
 import labkit
+from labkit.serving import RunningServer as _LoopbackServer
 
 kvlab = labkit.reuse("lab-01-kv-cache-from-scratch")   # GPT, GPTConfig, KVCache, rope_cos_sin, apply_rope
 
@@ -784,37 +785,7 @@ def build_app(model, tokenizer, *, model_name: str, limits: Limits = Limits(), m
     return app
 
 
-class RunningServer:
-    """uvicorn on a background thread, on a loopback socket bound up front (so the port is free and known).
-    Use as a context manager: it always asks uvicorn to exit and joins the thread, even after a failure."""
-
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
-        import uvicorn
-
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind((host, port))
-        self.url = f"http://{host}:{self.socket.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3,
-                                access_log=False)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True,
-                                       name="uvicorn")
-
-    def __enter__(self) -> "RunningServer":
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                self.__exit__()
-                raise RuntimeError("uvicorn did not start within 30 s; see the log above")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        self.socket.close()
+RunningServer = _LoopbackServer   # uvicorn on a loopback thread; always stopped on exit (labkit.serving)
 
 
 # ---------------------------------------------------------------------------------------------- demo
